@@ -93,8 +93,12 @@ def _report(name: str, paper: Paper, profile: str, root: Path, out: Path) -> lis
     specs, results = _evaluate(paper, profile, root)
     out_dir = out / name / profile
     figures = paper.figures(results, root, profile, out_dir / "figures") if paper.figures else []
+    notes = paper.notes.get(profile, "")
+    skipped = [t for t in paper.all_tables(profile) if t.skipped]
+    if skipped:
+        notes += "\n\nNot evaluated at this profile: " + "; ".join(f"{t.title} ({t.skipped})" for t in skipped) + "."
     files = write_report(out_dir, f"{paper.title} — reproduction report", profile, specs, results, figures,
-                         paper.notes.get(profile, ""))
+                         notes.strip())
     print(f"report {name}/{profile}: " + ", ".join(str(p) for p in files.values()))
     return results
 
@@ -139,7 +143,7 @@ def _gate(a: argparse.Namespace) -> int:
         path = gate_mod.baseline_path(baselines, a.profile, name)
         if getattr(a, "update_baselines", False):
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(gate_mod.snapshot(results), indent=2, sort_keys=True) + "\n")
+            path.write_text(json.dumps(gate_mod.snapshot(specs, results), indent=2, sort_keys=True) + "\n")
             print(f"gate: wrote baseline {path}")
             continue
         regs = gate_mod.check(specs, results, gate_mod.load_baseline(path))

@@ -67,25 +67,28 @@ def _artifact_metrics(runs_root: Path, profile: str, name: str) -> dict[str, Any
 
 def evaluate_table(spec: TableSpec, runs_root: Path) -> TableResult:
     res = TableResult(spec.id, spec.title, spec.profile)
-    for row in spec.rows:
-        if row.run is not None:
-            m = load_metrics(row.run, runs_root)
-            source = f"{row.run.profile}/{row.run.dirname}"
-        elif row.artifact is not None:
-            m = _artifact_metrics(runs_root, spec.profile, row.artifact)
-            source = f"{spec.profile}/artifacts/{row.artifact}"
+    def read(run, artifact):
+        if run is not None:
+            m, source = load_metrics(run, runs_root), f"{run.profile}/{run.dirname}"
+        elif artifact is not None:
+            m, source = _artifact_metrics(runs_root, spec.profile, artifact), f"{spec.profile}/artifacts/{artifact}"
         else:
-            m, source = None, None
+            return None, None
         if m is not None:
             prov = m.get("provenance", {})
             res.runs[source] = {"git": prov.get("git"), "finished_at": m.get("finished_at"),
                                 "n_examples": m.get("n_examples"), "hardware": prov.get("hardware", {}).get("cpu")}
+        return m, source
+
+    for row in spec.rows:
+        row_m, row_source = read(row.run, row.artifact)
         for col in spec.columns:
             cell = Cell(row.id, col.id, paper=row.paper.get(col.id))
             if col.id in row.skip:
                 continue
+            m, source = read(row.cell_runs[col.id], None) if col.id in row.cell_runs else (row_m, row_source)
             if col.metric and m is not None and col.id not in row.derived:
-                entry = m.get("metrics", {}).get(col.metric)
+                entry = m.get("metrics", {}).get(col.metric.format(**row.vars))
                 if entry is not None:
                     cell.ours = float(entry["value"])
                     cell.ci95 = tuple(entry["ci95"]) if entry.get("ci95") else None

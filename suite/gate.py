@@ -29,9 +29,12 @@ def baseline_path(baselines_dir: Path, profile: str, paper: str) -> Path:
     return baselines_dir / profile / f"{paper}.json"
 
 
-def snapshot(results: list[TableResult]) -> dict[str, Any]:
+def snapshot(specs: list[TableSpec], results: list[TableResult]) -> dict[str, Any]:
+    """Baseline content: every cell value, and the claims the gate watches (not wall-clock ones)."""
+    gated = {s.id: {c.id for c in s.claims if c.gate} for s in specs}
     return {r.table: {"cells": {k: c.ours for k, c in sorted(r.cells.items())},
-                      "claims": {c.id: c.holds for c in r.claims}} for r in results}
+                      "claims": {c.id: c.holds for c in r.claims if c.id in gated.get(r.table, set())}}
+            for r in results}
 
 
 def check(specs: list[TableSpec], results: list[TableResult], baseline: dict[str, Any]) -> list[Regression]:

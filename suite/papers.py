@@ -39,6 +39,10 @@ class Paper:
         return sorted(self.tables_dir.glob("*.yaml"))
 
     def tables(self, profile: str) -> list[TableSpec]:
+        """Tables evaluated at this profile (those marked ``skip`` there are left out)."""
+        return [t for t in self.all_tables(profile) if t.skipped is None]
+
+    def all_tables(self, profile: str) -> list[TableSpec]:
         return [load_table(p, profile) for p in self.table_paths()]
 
 

@@ -76,6 +76,7 @@ TASKS = Registry(
         "humaneval": "suite.tasks.humaneval:HumanEvalTask",
         "topv2": "suite.tasks.topv2:TopV2Task",
         "cnn_dm": "suite.tasks.summarization:CnnDmTask",
+        "xsum": "suite.tasks.summarization:XsumTask",
     },
 )
 

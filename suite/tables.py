@@ -68,6 +68,10 @@ class Row:
     paper: Mapping[str, float | None]
     derived: Mapping[str, Mapping[str, Any]]
     skip: tuple[str, ...]
+    cell_runs: Mapping[str, RunSpec] = field(default_factory=dict)
+    """Columns filled by another run than the row's (e.g. Table 7's TOPv2 and CNN/DM columns)."""
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    """Row variables substituted into the label and into column metric names (e.g. ``acc_layer{layer}``)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class Claim:
     id: str
     text: str
     check: Mapping[str, Any]
+    gate: bool = True
+    """False for claims about wall-clock time, which the gate must not fail on machine noise."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,14 @@ class TableSpec:
     claims: tuple[Claim, ...]
     notes: tuple[str, ...] = field(default=())
     path: Path | None = None
+    skipped: str | None = None
+    """Why this table is not evaluated at this profile (e.g. no released weights offline)."""
 
     def runs(self) -> list[RunSpec]:
         seen: dict[str, RunSpec] = {}
         for r in self.rows:
-            if r.run is not None:
-                seen.setdefault(r.run.hash, r.run)
+            for spec in ([r.run] if r.run is not None else []) + list(r.cell_runs.values()):
+                seen.setdefault(spec.hash, spec)
         return list(seen.values())
 
     def column(self, cid: str) -> Column:
@@ -166,6 +174,10 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
     if profile not in profiles:
         raise TableSpecError(f"{path}: profiles has no entry for {profile!r}")
     prof = _pick(profiles[profile] or {}, profile)
+    if isinstance(prof, Mapping) and "skip" in prof:
+        return TableSpec(id=tid, paper=raw.get("paper", ""), title=raw.get("title", tid), caption=raw.get("caption", ""),
+                         source=raw.get("source", ""), profile=profile, columns=(), rows=(), tolerances={}, gate={},
+                         claims=(), notes=tuple(raw.get("notes") or ()), path=path, skipped=str(prof["skip"]))
     defaults = _pick(raw.get("defaults") or {}, profile)
 
     columns = []
@@ -178,23 +190,28 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
     for i, r in enumerate(need(raw, "rows", "the table")):
         where = f"rows[{i}]"
         rid = need(r, "id", where)
-        run = None
-        rr = _pick(r.get("run"), profile) if r.get("run") is not None else None
-        if rr is not None:
+        def make_run(rr: Mapping[str, Any], where_run: str) -> RunSpec:
             merged = {**defaults, **{k: v for k, v in prof.items() if k != "params" and k != "task_args"}, **rr}
             params = {**defaults.get("params", {}), **prof.get("params", {}), **rr.get("params", {})}
             task_args = {**defaults.get("task_args", {}), **prof.get("task_args", {}), **rr.get("task_args", {})}
             bad = set(merged) - {"task", "system", "split", "limit", "seed", "params", "task_args"}
             if bad:
-                raise TableSpecError(f"{path}: {where}.run has unknown field(s) {sorted(bad)}")
-            run = RunSpec.make(need(merged, "task", f"{where}.run"), need(merged, "system", f"{where}.run"), profile,
-                               split=merged.get("split", "test"), limit=merged.get("limit"),
-                               seed=merged.get("seed", 0), task_args=task_args, params=params)
-            label_vars = {**params, **task_args}
-        else:
-            label_vars = {}
+                raise TableSpecError(f"{path}: {where_run} has unknown field(s) {sorted(bad)}")
+            return RunSpec.make(need(merged, "task", where_run), need(merged, "system", where_run), profile,
+                                split=merged.get("split", "test"), limit=merged.get("limit"),
+                                seed=merged.get("seed", 0), task_args=task_args, params=params)
+
+        run = make_run(_pick(r["run"], profile), f"{where}.run") if r.get("run") is not None else None
+        label_vars = {**run.params_dict, **run.task_args_dict} if run is not None else {}
+        cell_runs = {}
+        for cid, cr in (_pick(r.get("cell_runs") or {}, profile)).items():
+            base = _pick(r.get("run") or {}, profile)
+            cell_runs[cid] = make_run({**base, **cr, "params": {**base.get("params", {}), **cr.get("params", {})}},
+                                      f"{where}.cell_runs.{cid}")
+        row_vars = _pick(r.get("vars") or {}, profile)
+        label_vars.update(row_vars)
         paper = _pick(r.get("paper") or {}, profile)
-        for key in list(paper) + list(r.get("derived") or {}) + list(r.get("skip") or []):
+        for key in list(paper) + list(r.get("derived") or {}) + list(_pick(r.get("skip") or [], profile)) + list(cell_runs):
             if key not in col_ids:
                 raise TableSpecError(f"{path}: {where} ({rid}) names unknown column {key!r}")
         label = str(_pick(r.get("label", rid), profile))
@@ -203,7 +220,8 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
         except (KeyError, IndexError) as e:
             raise TableSpecError(f"{path}: {where}.label refers to {e} which the run does not set") from e
         rows.append(Row(id=rid, label=label, run=run, artifact=_pick(r.get("artifact"), profile),
-                        paper=paper, derived=_pick(r.get("derived") or {}, profile), skip=tuple(r.get("skip") or ())))
+                        paper=paper, derived=_pick(r.get("derived") or {}, profile),
+                        skip=tuple(_pick(r.get("skip") or [], profile)), cell_runs=cell_runs, vars=row_vars))
     row_ids = [r.id for r in rows]
     if len(set(row_ids)) != len(row_ids):
         raise TableSpecError(f"{path}: duplicate row ids")
@@ -221,7 +239,8 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
         check = _pick(need(c, "check", f"claims[{i}]"), profile)
         if check.get("op") not in CLAIM_OPS:
             raise TableSpecError(f"{path}: claims[{i}].check.op must be one of {CLAIM_OPS}, got {check.get('op')!r}")
-        claims.append(Claim(id=need(c, "id", f"claims[{i}]"), text=need(c, "text", f"claims[{i}]"), check=check))
+        claims.append(Claim(id=need(c, "id", f"claims[{i}]"), text=need(c, "text", f"claims[{i}]"), check=check,
+                            gate=bool(_pick(c.get("gate", True), profile))))
 
     return TableSpec(id=tid, paper=raw.get("paper", ""), title=raw.get("title", tid), caption=raw.get("caption", ""),
                      source=raw.get("source", ""), profile=profile, columns=tuple(columns), rows=tuple(rows),

@@ -1,0 +1,167 @@
+"""LayerSkip as a suite paper: what each profile trains or loads, its tables, and its figures.
+
+``smoke`` and ``mini`` train a baseline and a LayerSkip (LD+EE, the paper's TOPv2
+finetune recipe: p_max 0.2, e_scale 1.0, gradual curriculum) Llama of the same
+shape for the same number of steps on real TOPv2 data, then measure per-layer
+quality of both; the tables' runs decode with these checkpoints. ``paper`` loads
+released checkpoints (Table 3) or checkpoints the user trained with the recipe
+(the TOPv2 1.5B models were never released).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from suite.papers import Paper, PrepareContext
+from suite.provenance import provenance
+from suite.runner import write_json_atomic
+
+HERE = Path(__file__).parent
+DOMAINS = ("weather",)
+EVAL_N = {"smoke": 16, "mini": 100}
+"""Test examples for the per-layer curves (the first N of the official weather test file)."""
+
+
+def train_config(profile: str, variant: str):
+    from .training.recipe import setting
+
+    shape: dict[str, Any] = dict(n_layers=8, domains=DOMAINS, seed=0, threads=None, setting="topv2-finetune",
+                                 log_every=50)
+    if profile == "smoke":
+        shape.update(dim=64, n_heads=4, intermediate_size=192, max_seq_len=96, steps=60, batch_size=32, lr=3e-3,
+                     warmup_steps=10, checkpoint_every=0)
+    elif profile == "mini":
+        shape.update(dim=256, n_heads=4, intermediate_size=704, max_seq_len=96, steps=900, batch_size=64, lr=2e-3,
+                     warmup_steps=50, checkpoint_every=100)
+    else:
+        raise ValueError(f"no training config for profile {profile!r}")
+    # LayerSkip knobs from the paper's TOPv2 setting; shape and optimiser scaled to the profile.
+    return setting("topv2-finetune", recipe_only=True, variant=variant, **shape)
+
+
+def _config_key(cfg) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _train_one(ctx: PrepareContext, name: str, variant: str, tokenizer, batches) -> Path:
+    from .training.trainer import train
+
+    cfg = train_config(ctx.profile, variant)
+    key = _config_key(cfg)
+    work = ctx.artifacts_dir / f"{name}.train"
+    final_alias = ctx.artifacts_dir / name
+    marker = final_alias / "train_config_key"
+    if not ctx.force and marker.is_file() and marker.read_text() == key:
+        print(f"[layerskip] {name}: reusing trained checkpoint {final_alias}", flush=True)
+        return final_alias
+    if ctx.force or ((work / "config_key").is_file() and (work / "config_key").read_text() != key):
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config_key").write_text(key)
+    print(f"[layerskip] training {name} ({variant}): {cfg.n_layers}x{cfg.dim}, {cfg.steps} steps, "
+          f"batch {cfg.batch_size}", flush=True)
+    record = train(cfg, batches, work, tokenizer=tokenizer)
+    tmp = ctx.artifacts_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(work / "final", tmp)
+    (tmp / "train_config_key").write_text(key)
+    write_json_atomic(tmp / "train_record.json", record)
+    shutil.rmtree(final_alias, ignore_errors=True)
+    os.replace(tmp, final_alias)
+    return final_alias
+
+
+def _layer_curves(ctx: PrepareContext, ckpts: Mapping[str, Path], rows, data_files) -> None:
+    """Per-layer early-exit quality of both models: the paper's central training claim, as one record."""
+    from .checkpoint import load_llama
+    from .topv2 import evaluate, load_tokenizer
+
+    out = ctx.artifacts_dir / "layer_curves"
+    key = "|".join(f"{n}:{(p / 'train_config_key').read_text()}" for n, p in sorted(ckpts.items())) + f"|{len(rows)}"
+    if not ctx.force and (out / "metrics.json").is_file() and json.loads((out / "metrics.json").read_text()).get("key") == key:
+        return
+    metrics: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    for name, path in sorted(ckpts.items()):
+        model = load_llama(path)
+        tok = load_tokenizer(path)
+        L = model.config.n_layers
+        print(f"[layerskip] per-layer evaluation of {name} on {len(rows)} test examples ...", flush=True)
+        res = evaluate(model, tok, rows, max_new_tokens=60, exit_layers=list(range(1, L)))
+        for layer in range(1, L + 1):
+            em = res["exact_match"] if layer == L else res[f"exact_match_E{layer}"]
+            metrics[f"{name}_exact_match_l{layer}"] = {"value": em, "n": len(rows), "kind": "score"}
+            metrics[f"{name}_next_token_acc_l{layer}"] = {"value": res["next_token_acc_per_layer"][layer - 1],
+                                                          "n": len(rows), "kind": "score"}
+        rec = json.loads((path / "train_record.json").read_text())
+        for k in ("wall_s", "tokens_per_s", "steps_per_s", "final_step"):
+            if k in rec:
+                metrics[f"{name}_train_{k}"] = {"value": float(rec[k]), "kind": "stat"}
+        if rec.get("losses"):
+            metrics[f"{name}_train_final_loss"] = {"value": float(rec["losses"][-1]["loss"]), "kind": "stat"}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", {
+        "key": key, "n_examples": len(rows), "metrics": metrics,
+        "provenance": provenance({"train": 0}, data_files),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_s": time.perf_counter() - t0})
+
+
+def prepare(ctx: PrepareContext) -> dict[str, Path]:
+    if ctx.profile == "paper":
+        return _paper_checkpoints()
+    from suite.tasks.topv2 import data_file
+    from .topv2 import build_tokenizer, load_split, make_train_batches
+
+    train_rows = load_split("train", DOMAINS, ctx.data_root)
+    test_rows = load_split("test", DOMAINS, ctx.data_root)[: EVAL_N[ctx.profile]]
+    files = [data_file(d, s).resolve(ctx.data_root, download=False) for d in DOMAINS for s in ("train", "test")]
+    tokenizer = build_tokenizer(train_rows)
+    cfg = train_config(ctx.profile, "baseline")
+    batches = make_train_batches(tokenizer, train_rows, cfg.batch_size, seed=cfg.seed, max_len=cfg.max_seq_len)
+    ckpts = {name: _train_one(ctx, name, variant, tokenizer, batches)
+             for name, variant in (("baseline", "baseline"), ("layerskip", "ld+ee"))}
+    _layer_curves(ctx, ckpts, test_rows, files)
+    return ckpts
+
+
+def _paper_checkpoints() -> dict[str, Path]:
+    """Checkpoints the user trained for TOPv2 (never released), from environment variables."""
+    out = {}
+    for alias, var in (("topv2-baseline", "REPRO_LAYERSKIP_TOPV2_BASELINE"),
+                       ("topv2-layerskip", "REPRO_LAYERSKIP_TOPV2_LAYERSKIP")):
+        if os.environ.get(var):
+            out[alias] = Path(os.environ[var])
+    return out
+
+
+def figures(results, runs_root: Path, profile: str, out_dir: Path) -> list[Path]:
+    from .figures import draw_all
+
+    return draw_all(results, runs_root, profile, out_dir)
+
+
+PAPER = Paper(
+    name="layerskip",
+    title="LayerSkip: Enabling Early Exit Inference and Self-Speculative Decoding",
+    arxiv="2404.16710",
+    tables_dir=HERE / "tables",
+    prepare=prepare,
+    figures=figures,
+    notes={
+        "smoke": "Smoke profile: 8-layer, 64-wide Llamas trained for 60 steps on TOPv2 weather; numbers test the "
+                 "pipeline, not the paper.",
+        "mini": "Mini profile: two 8-layer, 256-wide Llamas (baseline and LayerSkip LD+EE, the paper's TOPv2 "
+                "recipe: p_max 0.2, e_scale 1.0, gradual curriculum), trained here for the same number of steps on "
+                "the TOPv2 weather domain (23,054 training utterances), evaluated on the first 100 weather test "
+                "utterances. Exit layers 6/4/2 of 8 stand for the paper's 18/12/6 of 24.",
+        "paper": "Paper profile: released checkpoints from the local Hugging Face cache; TOPv2 tables need "
+                 "checkpoints trained with the recipe (REPRO_LAYERSKIP_TOPV2_BASELINE / _LAYERSKIP).",
+    },
+)
