@@ -181,7 +181,7 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
     defaults = _pick(raw.get("defaults") or {}, profile)
 
     columns = []
-    for i, c in enumerate(need(raw, "columns", "the table")):
+    for i, c in enumerate(_pick(need(raw, "columns", "the table"), profile)):
         columns.append(Column(id=need(c, "id", f"columns[{i}]"), label=c.get("label", c["id"]), metric=c.get("metric"),
                               fmt=c.get("fmt", "{:.3g}")))
     col_ids = {c.id for c in columns}
