@@ -90,7 +90,11 @@ class LayerSkipEvalCore:
             log.warning("%s: ignoring unknown model arguments %s", MODEL_NAME, sorted(ignored))
         self.checkpoint = resolve_checkpoint(str(model))
         self.model_arg = str(model)
-        self._device_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._device_name = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self._device_name.startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's command line passes device=cuda by default
+            log.warning("%s: device %s is not available; using cpu", MODEL_NAME, self._device_name)
+            self._device_name = "cpu"
         self.dtype = parse_dtype(dtype)
         self.model = load_llama(self.checkpoint, dtype=self.dtype, device=self._device_name)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint))

@@ -134,7 +134,8 @@ def hf_cache_files(repos: Sequence[str], config: str | None, split: str) -> list
                 continue
             roots = [base / config] if config and (base / config).is_dir() else [base]
             for root in roots:
-                files = [p for p in root.rglob("*.arrow") if _is_split_file(p, split) and not p.name.startswith("cache-")]
+                files = [p for p in root.rglob("*.arrow")
+                         if _is_split_file(p, split) and not p.name.startswith("cache-")]
                 if files:  # one builder version/hash: the most recent directory
                     newest = max({p.parent for p in files}, key=lambda d: d.stat().st_mtime)
                     return sorted(p for p in files if p.parent == newest)
@@ -376,5 +377,6 @@ class XsumTask(_SummarizationTask):
     def _missing_message(self, data_root: Path | None) -> str:
         return ("xsum: the XSUM test split is not available offline: on a machine with internet run "
                 "`huggingface-cli download EdinburghNLP/xsum --repo-type dataset --revision refs/convert/parquet "
-                "--include 'default/*'` (the official split as parquet, into the HF hub cache; copy that cache here), or set REPRO_XSUM_JSONL "
+                "--include 'default/*'` (the official split as parquet, into the HF hub cache; copy that cache here), "
+                "or set REPRO_XSUM_JSONL "
                 "to a JSONL of the official test split with fields id, document, summary")

@@ -184,3 +184,20 @@ def test_real_frank_file(monkeypatch):
     got = task.score(ex, Generation(bart))["rouge2"]
     assert got == pytest.approx(want, abs=1e-12)
     assert got == pytest.approx(0.3037974683544304, abs=1e-12)  # pinned: article dm-test-008aa71f…, BART summary
+
+
+def test_runner_records_settings_and_scores(three_articles, tmp_path):
+    from suite.runner import execute
+    from suite.spec import RunSpec
+
+    oracle = execute(RunSpec.make("cnn_dm", "oracle", "smoke", limit=2), root=tmp_path / "runs", data_root=None,
+                     quiet=True).metrics
+    assert oracle["n_examples"] == 2 and oracle["main_metric"] == "rouge2"
+    assert oracle["metrics"]["rouge2"]["value"] == 1.0 and oracle["metrics"]["rougeL"]["value"] == 1.0
+    settings = oracle["task_settings"]
+    assert settings["shots"] == 1 and settings["resolved_source"].startswith("jsonl:")
+    assert "evaluated file itself" in settings["shot_pool"] and settings["deviations"]
+    assert list(oracle["provenance"]["data_files"]) == [str(three_articles)]
+    wrong = execute(RunSpec.make("cnn_dm", "wrong", "smoke"), root=tmp_path / "runs", data_root=None,
+                    quiet=True).metrics
+    assert wrong["n_examples"] == 3 and wrong["metrics"]["rouge2"]["value"] == 0.0
