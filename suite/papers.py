@@ -49,3 +49,29 @@ class Paper:
 def describe(paper: Paper) -> dict[str, Any]:
     return {"name": paper.name, "title": paper.title, "arxiv": paper.arxiv,
             "tables": [p.stem for p in paper.table_paths()]}
+
+
+def write_artifact_record(path: Path, *, key: str, metrics: Mapping[str, Mapping[str, Any]], n_examples: int,
+                          data_files: list[Path], started: float, seeds: Mapping[str, int]) -> None:
+    """Store measurements that are not per-example runs (training cost, per-layer curves) in the run-record
+    schema, with provenance, so tables can read them like any run. ``key`` says what produced them: a
+    record whose key no longer matches the code/config is recomputed, never reused."""
+    import time
+
+    from suite.provenance import provenance
+    from suite.runner import write_json_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"key": key, "n_examples": n_examples, "metrics": dict(metrics),
+                             "provenance": provenance(dict(seeds), data_files),
+                             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "wall_s": time.perf_counter() - started})
+
+
+def artifact_record_is_current(path: Path, key: str) -> bool:
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("key") == key
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False

@@ -8,13 +8,10 @@ throughput), so they are written once, with provenance, as
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 
-from suite.papers import Paper, PrepareContext
-from suite.provenance import provenance
-from suite.runner import write_json_atomic
+from suite.papers import Paper, PrepareContext, artifact_record_is_current, write_artifact_record
 
 HERE = Path(__file__).parent
 TIMING_KEYS = ("_ms", "_per_s", "_s", "ratio_clip_over_catlip", "peak_mem_mb")
@@ -36,7 +33,7 @@ def prepare(ctx: PrepareContext) -> dict[str, Path]:
     out = ctx.artifacts_dir / "catlip"
     record = out / "metrics.json"
     key = _code_key(ctx.profile)
-    if not ctx.force and record.is_file() and json.loads(record.read_text()).get("key") == key:
+    if not ctx.force and artifact_record_is_current(record, key):
         print(f"[catlip] reusing {record}", flush=True)
         return {"catlip": out}
     print(f"[catlip] running the {ctx.profile} pipeline (labels, vocabulary, CatLIP + CLIP pre-training, "
@@ -48,10 +45,8 @@ def prepare(ctx: PrepareContext) -> dict[str, Path]:
     root = ctx.data_root
     files = [root / "image_text_coco_mini" / "pairs.jsonl", root / "imagenet" / "meta" / "imagenet_class_index.json"] \
         if root else []
-    write_json_atomic(record, {"key": key, "n_examples": int(numbers.get("n_pairs", 0)), "metrics": metrics,
-                               "provenance": provenance({"pipeline": 0}, [f for f in files if f.is_file()]),
-                               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "wall_s": time.perf_counter() - t0})
+    write_artifact_record(record, key=key, metrics=metrics, n_examples=int(numbers.get("n_pairs", 0)),
+                          data_files=[f for f in files if f.is_file()], started=t0, seeds={"pipeline": 0})
     return {"catlip": out}
 
 

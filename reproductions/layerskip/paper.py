@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from suite.papers import Paper, PrepareContext
-from suite.provenance import provenance
+from suite.papers import Paper, PrepareContext, artifact_record_is_current, write_artifact_record
 from suite.runner import write_json_atomic
 
 HERE = Path(__file__).parent
@@ -84,7 +83,7 @@ def _layer_curves(ctx: PrepareContext, ckpts: Mapping[str, Path], rows, data_fil
 
     out = ctx.artifacts_dir / "layer_curves"
     key = "|".join(f"{n}:{(p / 'train_config_key').read_text()}" for n, p in sorted(ckpts.items())) + f"|{len(rows)}"
-    if not ctx.force and (out / "metrics.json").is_file() and json.loads((out / "metrics.json").read_text()).get("key") == key:
+    if not ctx.force and artifact_record_is_current(out / "metrics.json", key):
         return
     metrics: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -105,12 +104,8 @@ def _layer_curves(ctx: PrepareContext, ckpts: Mapping[str, Path], rows, data_fil
                 metrics[f"{name}_train_{k}"] = {"value": float(rec[k]), "kind": "stat"}
         if rec.get("losses"):
             metrics[f"{name}_train_final_loss"] = {"value": float(rec["losses"][-1]["loss"]), "kind": "stat"}
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "metrics.json", {
-        "key": key, "n_examples": len(rows), "metrics": metrics,
-        "provenance": provenance({"train": 0}, data_files),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_s": time.perf_counter() - t0})
+    write_artifact_record(out / "metrics.json", key=key, metrics=metrics, n_examples=len(rows),
+                          data_files=list(data_files), started=t0, seeds={"train": 0})
 
 
 def prepare(ctx: PrepareContext) -> dict[str, Path]:
