@@ -1,0 +1,1 @@
+"""LayerSkip reproduction: our Llama, checkpoint I/O, decoding strategies and suite systems."""
