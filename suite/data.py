@@ -80,3 +80,18 @@ class DataFile:
             raise DataMissing(f"{self.url}: sha256 {got} does not match the expected {self.sha256}")
         os.replace(tmp.name, dest)
         return dest
+
+
+def hf_cache_dirs(kind: str) -> list[Path]:
+    """Local Hugging Face cache folders for ``kind`` = "hub" or "datasets", most specific first.
+
+    Everything here reads these folders offline; nothing downloads from the hub at run time.
+    """
+    specific = {"hub": "HF_HUB_CACHE", "datasets": "HF_DATASETS_CACHE"}[kind]
+    out = []
+    if os.environ.get(specific):
+        out.append(Path(os.environ[specific]))
+    if os.environ.get("HF_HOME"):
+        out.append(Path(os.environ["HF_HOME"]) / kind)
+    out.append(Path.home() / ".cache" / "huggingface" / kind)
+    return out

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from suite.data import hf_cache_dirs
+
 from .model import Llama, LlamaConfig
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -27,16 +29,6 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
 
 
-def _hub_cache_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("HF_HUB_CACHE"):
-        dirs.append(Path(os.environ["HF_HUB_CACHE"]))
-    if os.environ.get("HF_HOME"):
-        dirs.append(Path(os.environ["HF_HOME"]) / "hub")
-    dirs.append(Path.home() / ".cache" / "huggingface" / "hub")
-    return dirs
-
-
 def resolve_checkpoint(path_or_repo_id: str | os.PathLike) -> Path:
     """A local directory holding config.json, or the snapshot of a repo id in the HF hub cache (offline)."""
     p = Path(path_or_repo_id).expanduser()
@@ -48,7 +40,7 @@ def resolve_checkpoint(path_or_repo_id: str | os.PathLike) -> Path:
     if name.count("/") != 1 or name.startswith((".", "/")):
         raise FileNotFoundError(f"checkpoint {name!r} is neither a local directory nor an 'org/name' repo id")
     searched = []
-    for cache in _hub_cache_dirs():
+    for cache in hf_cache_dirs("hub"):
         repo = cache / ("models--" + name.replace("/", "--"))
         searched.append(str(repo))
         snaps = repo / "snapshots"

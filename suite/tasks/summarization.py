@@ -47,7 +47,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from suite.data import DataFile, DataMissing
+from suite.data import DataFile, DataMissing, hf_cache_dirs
 from suite.interfaces import Example, Generation, GenerationRequest
 from suite.metrics import rouge_n_f
 from suite.provenance import sha256_file
@@ -87,24 +87,6 @@ def shot_permutation(n: int, seed: int) -> list[int]:
 
 # -- local Hugging Face caches (offline) -----------------------------------------------------------------------
 
-def _hub_dirs() -> list[Path]:
-    out = []
-    if os.environ.get("HF_HUB_CACHE"):
-        out.append(Path(os.environ["HF_HUB_CACHE"]))
-    if os.environ.get("HF_HOME"):
-        out.append(Path(os.environ["HF_HOME"]) / "hub")
-    out.append(Path.home() / ".cache" / "huggingface" / "hub")
-    return out
-
-
-def _datasets_dirs() -> list[Path]:
-    out = []
-    if os.environ.get("HF_DATASETS_CACHE"):
-        out.append(Path(os.environ["HF_DATASETS_CACHE"]))
-    if os.environ.get("HF_HOME"):
-        out.append(Path(os.environ["HF_HOME"]) / "datasets")
-    out.append(Path.home() / ".cache" / "huggingface" / "datasets")
-    return out
 
 
 def _is_split_file(p: Path, split: str) -> bool:
@@ -115,7 +97,7 @@ def _is_split_file(p: Path, split: str) -> bool:
 
 def hf_cache_files(repos: Sequence[str], config: str | None, split: str) -> list[Path]:
     """Parquet (hub cache) or arrow (datasets cache) files of one split, in shard order; [] when absent."""
-    for hub in _hub_dirs():
+    for hub in hf_cache_dirs("hub"):
         for repo in repos:
             snaps = hub / ("datasets--" + repo.replace("/", "--")) / "snapshots"
             if not snaps.is_dir():
@@ -127,7 +109,7 @@ def hf_cache_files(repos: Sequence[str], config: str | None, split: str) -> list
                     files = with_config or files
                 if files:
                     return sorted(files)
-    for cache in _datasets_dirs():
+    for cache in hf_cache_dirs("datasets"):
         for repo in repos:
             base = cache / repo.replace("/", "___")
             if not base.is_dir():
