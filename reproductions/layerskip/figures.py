@@ -31,6 +31,7 @@ def per_layer(runs_root: Path, profile: str, out_dir: Path) -> Path | None:
             ax.plot(layers, [100 * y if y is not None else float("nan") for y in ys], style, label=model)
         ax.set_xlabel("exit after layer")
         ax.set_ylabel("%")
+        ax.set_ylim(0, 100)
         ax.set_title(title)
         ax.set_xticks(layers)
         ax.grid(alpha=0.3)
