@@ -39,7 +39,7 @@ def train_config(profile: str, variant: str):
         shape.update(dim=64, n_heads=4, intermediate_size=192, max_seq_len=96, steps=60, batch_size=32, lr=3e-3,
                      warmup_steps=10, checkpoint_every=0)
     elif profile == "mini":
-        shape.update(dim=256, n_heads=4, intermediate_size=704, max_seq_len=96, steps=1500, batch_size=64,
+        shape.update(dim=256, n_heads=4, intermediate_size=704, max_seq_len=96, steps=2000, batch_size=64,
                      lr=2e-3, warmup_steps=50, checkpoint_every=100)
     else:
         raise ValueError(f"no training config for profile {profile!r}")
