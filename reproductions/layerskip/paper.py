@@ -164,7 +164,7 @@ PAPER = Paper(
         "smoke": "Smoke profile: 6-layer, 64-wide Llamas trained for 60 steps on TOPv2 weather; numbers test the "
                  "pipeline, not the paper.",
         "mini": "Mini profile: two 6-layer, 256-wide Llamas (7M parameters; baseline and LayerSkip LD+EE with the "
-                "paper's TOPv2 recipe: p_max 0.2, e_scale 1.0, gradual curriculum), trained here for the same 1,500 "
+                "paper's TOPv2 recipe: p_max 0.2, e_scale 1.0, gradual curriculum), trained here for the same 2,000 "
                 "steps (batch 64) on the TOPv2 weather domain (23,054 training utterances), evaluated on the first "
                 "100 weather test utterances. Exit layers 5/3/2 of 6 stand for the paper's 18/12/6 of 24.",
         "paper": "Paper profile: released checkpoints from the local Hugging Face cache; TOPv2 tables need "
