@@ -34,7 +34,7 @@ def _parse_kv(items: Sequence[str], what: str) -> dict[str, Any]:
 
 
 def _papers(name: str) -> list[tuple[str, Paper]]:
-    names = [n for n in PAPERS.names()] if name == "all" else [name]
+    names = PAPERS.names() if name == "all" else [name]
     return [(n, PAPERS.get(n)) for n in names]
 
 

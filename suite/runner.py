@@ -11,6 +11,7 @@ torn last line, and skips examples already recorded, so nothing is counted twice
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -132,7 +133,7 @@ def execute(spec: RunSpec, *, root: Path, data_root: Path | None, artifacts: Map
     examples = list(itertools.islice(task.examples(spec.split, data_root), spec.limit))
     n_samples = getattr(task, "samples_per_example", 1)
     bar = Progress(f"{spec.task}|{spec.system}", len(examples), done=len(done),
-                   stream=open(os.devnull, "w") if quiet else sys.stderr)
+                   stream=io.StringIO() if quiet else sys.stderr)
     random.seed(spec.seed)
     with open(records_file, "a", encoding="utf-8") as out:
         for ex in examples:
