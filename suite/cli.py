@@ -90,11 +90,13 @@ def _evaluate(paper: Paper, profile: str, root: Path) -> tuple[list[TableSpec], 
 
 
 def _report(name: str, paper: Paper, profile: str, root: Path, out: Path) -> list[TableResult]:
-    specs, results = _evaluate(paper, profile, root)
+    every = paper.all_tables(profile)  # parsed once: evaluated tables and the ones skipped at this profile
+    specs = [t for t in every if t.skipped is None]
+    results = [evaluate_table(s, root) for s in specs]
     out_dir = out / name / profile
     figures = paper.figures(results, root, profile, out_dir / "figures") if paper.figures else []
     notes = paper.notes.get(profile, "")
-    skipped = [t for t in paper.all_tables(profile) if t.skipped]
+    skipped = [t for t in every if t.skipped]
     if skipped:
         notes += "\n\nNot evaluated at this profile: " + "; ".join(f"{t.title} ({t.skipped})" for t in skipped) + "."
     files = write_report(out_dir, f"{paper.title} — reproduction report", profile, specs, results, figures,
