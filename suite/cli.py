@@ -13,6 +13,7 @@ import yaml
 from suite import gate as gate_mod
 from suite.compare import TableResult, evaluate_table
 from suite.data import DataMissing, data_root
+from suite.devices import DTYPES, resolve_device, resolve_dtype
 from suite.papers import Paper, PrepareContext, describe
 from suite.registry import PAPERS, PROFILES, SYSTEMS, TASKS, RegistryError
 from suite.report import write_report
@@ -49,6 +50,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=None, help="where run records live (default: $REPRO_RUNS_DIR or ./runs)")
 
 
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="auto (default, or $REPRO_DEVICE): CUDA when present | cpu | "
+                   "cuda | cuda:N")
+    p.add_argument("--dtype", default=None, choices=DTYPES, help="auto (default, or $REPRO_DTYPE): bf16 where the "
+                   "hardware computes it natively, else float32")
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     what = a.what
     if what in ("all", "tasks"):
@@ -76,7 +84,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                         task_args=_parse_kv(a.task_arg, "task-arg"), params=_parse_kv(a.param, "param"))
     root = runs_root(a.runs_dir)
     res = execute(spec, root=root, data_root=data_root(a.data_root), artifacts=_artifacts(root, a.profile),
-                  force=a.force)
+                  force=a.force, device=a.device, dtype=a.dtype)
     print(f"{'reused' if res.reused else 'finished'} {spec.label()} -> {res.path}")
     for name, m in sorted(res.metrics["metrics"].items()):
         ci = f"  95% CI [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""
@@ -108,20 +116,23 @@ def _report(name: str, paper: Paper, profile: str, root: Path, out: Path) -> lis
 def cmd_reproduce(a: argparse.Namespace) -> int:
     root = runs_root(a.runs_dir)
     droot = data_root(a.data_root)
+    device = resolve_device(a.device)
+    dtype = resolve_dtype(a.dtype, device)
     t0 = time.perf_counter()
     for name, paper in _papers(a.paper):
         specs = paper.tables(a.profile)  # validate every spec before spending time on training
         artifacts: dict[str, Path] = {}
         if paper.prepare:
             print(f"[{name}] preparing models for profile {a.profile} ...", flush=True)
-            ctx = PrepareContext(a.profile, droot, root / a.profile / "artifacts", force=a.force)
+            ctx = PrepareContext(a.profile, droot, root / a.profile / "artifacts", force=a.force, device=device,
+                                 dtype=dtype)
             ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
             artifacts.update(paper.prepare(ctx))
         artifacts = {**_artifacts(root, a.profile), **artifacts}
         runs = {r.hash: r for s in specs for r in s.runs()}
         for i, spec in enumerate(runs.values(), 1):
             print(f"[{name}] run {i}/{len(runs)}: {spec.label()}", flush=True)
-            execute(spec, root=root, data_root=droot, artifacts=artifacts, force=a.force)
+            execute(spec, root=root, data_root=droot, artifacts=artifacts, force=a.force, device=device, dtype=dtype)
         _report(name, paper, a.profile, root, Path(a.out))
     print(f"reproduce {a.paper} ({a.profile}) done in {time.perf_counter() - t0:.0f}s")
     if a.gate:
@@ -189,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", action="append", default=[], metavar="K=V", help="system parameter (repeatable)")
     s.add_argument("--task-arg", action="append", default=[], metavar="K=V", help="task option (repeatable)")
     s.add_argument("--force", action="store_true", help="discard an existing run and recompute")
+    _device_args(s)
     s.set_defaults(fn=cmd_run)
 
     for name, fn, helptext in (("reproduce", cmd_reproduce, "prepare models, run every run a paper's tables "
@@ -203,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "reproduce":
             s.add_argument("--force", action="store_true", help="retrain and rerun everything")
             s.add_argument("--gate", action="store_true", help="run the gate afterwards")
+            _device_args(s)
         if name == "gate":
             s.add_argument("--update-baselines", action="store_true",
                            help="rewrite the pinned baselines from the current results (deliberately)")

@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from suite.compare import TableResult
 from suite.tables import TableSpec, load_table
+from suite.records import artifact_record_is_current, write_artifact_record  # noqa: F401  (re-exported for plug-ins)
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class PrepareContext:
     """``<runs>/<profile>/artifacts``: trained checkpoints and measurement records live here."""
     force: bool = False
     device: str = "cpu"
+    """Resolved device for training and evaluation (``--device``)."""
+    dtype: str = "float32"
+    """Resolved compute dtype name (``--dtype``; chosen by capability when auto)."""
 
 
 class FigureMaker(Protocol):
@@ -49,29 +53,3 @@ class Paper:
 def describe(paper: Paper) -> dict[str, Any]:
     return {"name": paper.name, "title": paper.title, "arxiv": paper.arxiv,
             "tables": [p.stem for p in paper.table_paths()]}
-
-
-def write_artifact_record(path: Path, *, key: str, metrics: Mapping[str, Mapping[str, Any]], n_examples: int,
-                          data_files: list[Path], started: float, seeds: Mapping[str, int]) -> None:
-    """Store measurements that are not per-example runs (training cost, per-layer curves) in the run-record
-    schema, with provenance, so tables can read them like any run. ``key`` says what produced them: a
-    record whose key no longer matches the code/config is recomputed, never reused."""
-    import time
-
-    from suite.provenance import provenance
-    from suite.runner import write_json_atomic
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"key": key, "n_examples": n_examples, "metrics": dict(metrics),
-                             "provenance": provenance(dict(seeds), data_files),
-                             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             "wall_s": time.perf_counter() - started})
-
-
-def artifact_record_is_current(path: Path, key: str) -> bool:
-    import json
-
-    try:
-        return json.loads(path.read_text()).get("key") == key
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False

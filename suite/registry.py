@@ -1,10 +1,10 @@
 """Name -> implementation registries for tasks, systems and papers.
 
-Built-ins are an explicit table of ``"module:attr"`` strings imported lazily, so
-nothing is registered as a side effect of importing something else. Third-party
-packages add entries through Python entry points (groups ``repro.tasks``,
-``repro.systems``, ``repro.papers``). A name registered twice is an error, and an
-unknown name fails with the close matches.
+Built-ins register exactly as a third-party package does: through Python entry points
+(groups ``repro.tasks``, ``repro.systems``, ``repro.papers``) declared in pyproject.toml,
+read lazily as ``"module:attr"`` strings and imported only when used, so nothing is
+registered as a side effect of importing something else. A name registered twice is an
+error, and an unknown name fails with the close matches.
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ class RegistryError(LookupError):
 
 
 class Registry:
-    def __init__(self, kind: str, group: str, builtins: dict[str, str]):
+    def __init__(self, kind: str, group: str):
         self.kind = kind
         self.group = group
-        self._targets: dict[str, str | Callable[..., Any]] = dict(builtins)
-        self._sources: dict[str, str] = {name: "built-in" for name in builtins}
+        self._targets: dict[str, str | Callable[..., Any]] = {}
+        self._sources: dict[str, str] = {}
         self._entry_points_loaded = False
 
     def register(self, name: str, target: str | Callable[..., Any], source: str = "runtime") -> None:
@@ -42,12 +42,14 @@ class Registry:
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        seen: set[tuple[str, str, str]] = set()
         for ep in metadata.entry_points(group=self.group):
             dist = getattr(ep, "dist", None)
-            source = f"entry point of {dist.name if dist else '?'}"
-            if self._sources.get(ep.name) == "built-in" and ep.value == self._targets.get(ep.name):
-                continue  # our own package's entry points mirror the built-in table
-            self._add(ep.name, ep.value, source)
+            dist_name = dist.name if dist else "?"
+            if (dist_name, ep.name, ep.value) in seen:
+                continue  # the same distribution found twice on sys.path (e.g. an editable install)
+            seen.add((dist_name, ep.name, ep.value))
+            self._add(ep.name, ep.value, f"entry point of {dist_name}")
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -55,6 +57,9 @@ class Registry:
 
     def get(self, name: str) -> Any:
         self._load_entry_points()
+        if not self._targets:
+            raise RegistryError(f"no {self.kind}s are registered (entry point group {self.group!r} is empty): "
+                                f"install the suite first, e.g. `pip install -e .`")
         if name not in self._targets:
             close = difflib.get_close_matches(name, list(self._targets), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -69,37 +74,8 @@ class Registry:
         return target
 
 
-TASKS = Registry(
-    "task",
-    "repro.tasks",
-    {
-        "humaneval": "suite.tasks.humaneval:HumanEvalTask",
-        "topv2": "suite.tasks.topv2:TopV2Task",
-        "cnn_dm": "suite.tasks.summarization:CnnDmTask",
-        "xsum": "suite.tasks.summarization:XsumTask",
-    },
-)
-
-SYSTEMS = Registry(
-    "system",
-    "repro.systems",
-    {
-        "oracle": "suite.systems.reference:OracleSystem",
-        "wrong": "suite.systems.reference:WrongSystem",
-        "layerskip-ar": "reproductions.layerskip.systems:LayerSkipAR",
-        "layerskip-early-exit": "reproductions.layerskip.systems:LayerSkipEarlyExit",
-        "layerskip-self-spec": "reproductions.layerskip.systems:LayerSkipSelfSpec",
-    },
-)
-
-PAPERS = Registry(
-    "paper",
-    "repro.papers",
-    {
-        "sanity": "reproductions.sanity.paper:PAPER",
-        "layerskip": "reproductions.layerskip.paper:PAPER",
-        "catlip": "reproductions.catlip.paper:PAPER",
-    },
-)
+TASKS = Registry("task", "repro.tasks")
+SYSTEMS = Registry("system", "repro.systems")
+PAPERS = Registry("paper", "repro.papers")
 
 PROFILES = ("smoke", "mini", "paper")

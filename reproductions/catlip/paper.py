@@ -11,7 +11,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from suite.papers import Paper, PrepareContext, artifact_record_is_current, write_artifact_record
+from suite.papers import Paper, PrepareContext
+from suite.records import artifact_record_is_current, write_artifact_record
 
 HERE = Path(__file__).parent
 TIMING_KEYS = ("_ms", "_per_s", "_s", "ratio_clip_over_catlip", "peak_mem_mb")

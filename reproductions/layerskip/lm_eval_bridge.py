@@ -3,15 +3,15 @@
 This is how the suite runs the lm-eval columns of LayerSkip Tables 1-2 (BoolQ, PIQA, ..., MMLU, GSM8K)
 with the *paper* profile on released checkpoints:
 
-    python -m suite.lm_eval_bridge --model repro-layerskip \\
+    python -m reproductions.layerskip.lm_eval_bridge --model repro-layerskip \\
         --model_args model=facebook/layerskip-llama2-7B,exit_layer=16,dtype=float16 --tasks boolq
 
-(``python -m suite.lm_eval_bridge`` registers the model, then runs lm-eval's own command line with the
+(``python -m reproductions.layerskip.lm_eval_bridge`` registers the model, then runs lm-eval's own command line with the
 same arguments: lm-eval 0.4.13 has no plugin hook through which a bare ``lm_eval --model repro-layerskip``
-could find a model defined outside its package. From Python, ``import suite.lm_eval_bridge`` and call
+could find a model defined outside its package. From Python, ``import reproductions.layerskip.lm_eval_bridge`` and call
 ``register()`` before ``lm_eval.simple_evaluate(model="repro-layerskip", ...)``.)
 
-To make the scores table cells, ``python -m suite.lm_eval_bridge record NAME --model_args ... --tasks ...``
+To make the scores table cells, ``python -m reproductions.layerskip.lm_eval_bridge record NAME --model_args ... --tasks ...``
 stores them as the suite artifact ``<runs>/paper/artifacts/NAME/metrics.json`` (metric names
 ``<task>/<metric>[@<filter>]``, e.g. ``boolq/acc``), which rows of ``table1_continual_pretraining.yaml`` read.
 
@@ -335,7 +335,7 @@ def register() -> type:
 
     @register_model(MODEL_NAME)
     class LayerSkipLM(LayerSkipEvalCore, TemplateLM):
-        """Our LayerSkip Llama as an lm-eval model (see ``suite.lm_eval_bridge``)."""
+        """Our LayerSkip Llama as an lm-eval model (see ``reproductions.layerskip.lm_eval_bridge``)."""
 
         def __init__(self, **kwargs: Any):
             TemplateLM.__init__(self)
@@ -412,7 +412,7 @@ def write_artifact(name: str, results: dict[str, Any], *, runs_root: Path, profi
     import time
 
     from suite.provenance import provenance
-    from suite.runner import write_json_atomic
+    from suite.records import write_json_atomic
 
     path = _artifact_path(name, runs_root, profile)
     old = _existing_artifact(path, model_args, force)
@@ -449,9 +449,9 @@ def record(name: str, *, model_args: str, tasks: Sequence[str], runs_root: Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m suite.lm_eval_bridge <lm-eval run arguments>``: lm-eval's CLI with ``repro-layerskip`` known.
+    """``python -m reproductions.layerskip.lm_eval_bridge <lm-eval run arguments>``: lm-eval's CLI with ``repro-layerskip`` known.
 
-    ``python -m suite.lm_eval_bridge record NAME --model_args ... --tasks a,b [--num_fewshot K] [--limit N]
+    ``python -m reproductions.layerskip.lm_eval_bridge record NAME --model_args ... --tasks a,b [--num_fewshot K] [--limit N]
     [--runs-dir DIR] [--profile paper]`` runs lm-eval and stores the scores as the suite artifact NAME."""
     root = Path(__file__).resolve().parents[1]
     if str(root) not in sys.path:
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
         import argparse
         import os
 
-        ap = argparse.ArgumentParser(prog="python -m suite.lm_eval_bridge record",
+        ap = argparse.ArgumentParser(prog="python -m reproductions.layerskip.lm_eval_bridge record",
                                      description="run lm-eval on repro-layerskip and store a suite artifact")
         ap.add_argument("name", help="artifact name, e.g. lmeval-llama2-7b-layerskip-l16")
         ap.add_argument("--model_args", required=True)

@@ -36,7 +36,7 @@ def ckpt(tmp_path_factory, ls):
 
 
 def _lm(path, **args):
-    from suite.lm_eval_bridge import register
+    from reproductions.layerskip.lm_eval_bridge import register
 
     cls = register()
     return cls(model=str(path), dtype="float32", device="cpu", warmup=False, **args)
@@ -62,7 +62,7 @@ PAIRS = [("Hello", " world"), ("The quick brown fox", " jumps over"), ("", "abc"
 def test_registered_under_its_name():
     from lm_eval.api.registry import get_model, model_registry
 
-    from suite.lm_eval_bridge import MODEL_NAME, register
+    from reproductions.layerskip.lm_eval_bridge import MODEL_NAME, register
 
     cls = register()
     assert MODEL_NAME == "repro-layerskip" and get_model("repro-layerskip") is cls
@@ -104,7 +104,7 @@ def test_is_greedy_flags_the_argmax_continuation(ckpt):
 
 
 def test_generate_until_is_our_early_exit_decoding(ckpt):
-    from suite.lm_eval_bridge import exit_logits
+    from reproductions.layerskip.lm_eval_bridge import exit_logits
 
     path, _ = ckpt
     lm = _lm(path, exit_layer=2)
@@ -176,7 +176,7 @@ def test_bad_arguments(ckpt):
 
 def test_create_from_arg_string(ckpt):
     path, _ = ckpt
-    from suite.lm_eval_bridge import register
+    from reproductions.layerskip.lm_eval_bridge import register
 
     lm = register().create_from_arg_string(f"model={path},exit_layer=2,warmup=False",
                                            {"batch_size": "4", "device": "cpu", "max_batch_size": None})
@@ -184,7 +184,7 @@ def test_create_from_arg_string(ckpt):
 
 
 def test_results_to_metrics_names():
-    from suite.lm_eval_bridge import results_to_metrics
+    from reproductions.layerskip.lm_eval_bridge import results_to_metrics
 
     res = {"results": {"boolq": {"alias": "boolq", "acc,none": 0.75, "acc_stderr,none": 0.01},
                        "gsm8k": {"exact_match,strict-match": 0.1, "exact_match_stderr,strict-match": "N/A",
@@ -231,7 +231,7 @@ def test_record_flows_into_a_table_cell(ckpt, tmp_path, monkeypatch):
     import json
 
     from suite.compare import evaluate_table
-    from suite.lm_eval_bridge import record
+    from reproductions.layerskip.lm_eval_bridge import record
     from suite.tables import load_table
 
     import datasets

@@ -10,7 +10,10 @@ def test_unknown_name_suggests_close_matches():
 
 
 def test_duplicate_registration_fails():
-    reg = Registry("thing", "repro.test-nothing", {"a": "os:path"})
+    reg = Registry("thing", "repro.test-nothing")
+    with pytest.raises(RegistryError, match="no things are registered"):
+        reg.get("a")
+    reg.register("a", "os:path")
     with pytest.raises(RegistryError, match="registered twice"):
         reg.register("a", "os:sep")
     reg.register("b", "os:sep")
@@ -19,6 +22,21 @@ def test_duplicate_registration_fails():
 
 def test_builtins_resolve_lazily():
     assert SYSTEMS.get("oracle").__name__ == "OracleSystem"
+
+
+def test_builtins_come_from_the_entry_points_a_third_party_uses():
+    from importlib import metadata
+
+    groups = {g: {ep.name for ep in metadata.entry_points(group=g)} for g in ("repro.tasks", "repro.systems")}
+    assert {"humaneval", "topv2", "imagenet", "coco_detection"} <= groups["repro.tasks"]
+    assert set(TASKS.names()) == groups["repro.tasks"]
+    assert set(SYSTEMS.names()) == groups["repro.systems"]
+
+
+@pytest.mark.parametrize("registry", [TASKS, SYSTEMS], ids=["tasks", "systems"])
+def test_every_registered_name_imports(registry):
+    for name in registry.names():
+        assert callable(registry.get(name)), name
 
 
 def test_spec_hash_covers_every_field():

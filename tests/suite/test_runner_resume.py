@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from suite.runner import execute, read_records
+from suite.records import read_jsonl as read_records
+from suite.runner import execute
 from suite.spec import RunSpec
 
 LIMIT = 12

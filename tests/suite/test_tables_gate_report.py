@@ -9,7 +9,8 @@ from suite import gate
 from suite.cli import main
 from suite.compare import evaluate_table
 from suite.report import write_report
-from suite.runner import run_dir, write_json_atomic
+from suite.records import write_json_atomic
+from suite.runner import run_dir
 from suite.tables import TableSpecError, load_table
 
 SPEC = """
