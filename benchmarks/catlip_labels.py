@@ -2,7 +2,7 @@
 naive corenet-style loop (lemmatise + wn.synset + list.index per token), on the
 real COCO-mini captions, in one run. Also asserts both give the same labels.
 
-    REPRO_DATA_DIR=/work/shared/data python benchmarks/catlip_labels.py [--repeats 3]
+    REPRO_DATA_DIR=<data root holding image_text_coco_mini/> python benchmarks/catlip_labels.py [--repeats 3]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,11 +10,15 @@ from typing import Any, Sequence
 
 import yaml
 
+from suite import cli_help, data_cli
 from suite import gate as gate_mod
+from suite import pinning
 from suite.compare import TableResult, evaluate_table
 from suite.data import DataMissing, data_root
+from suite.provision import ensure_data
 from suite.devices import DTYPES, resolve_device, resolve_dtype
-from suite.papers import Paper, PrepareContext, describe
+from suite.locks import LockBusy, exclusive
+from suite.papers import Paper, PrepareContext, blocked_runs, describe, format_plan, missing_message
 from suite.registry import PAPERS, PROFILES, SYSTEMS, TASKS, RegistryError
 from suite.report import write_report
 from suite.runner import execute, runs_root
@@ -41,7 +45,8 @@ def _papers(name: str) -> list[tuple[str, Paper]]:
 
 def _artifacts(root: Path, profile: str) -> dict[str, Path]:
     d = root / profile / "artifacts"
-    return {p.name: p for p in sorted(d.iterdir())} if d.is_dir() else {}
+    # dot-names are the lock file and half-written temporaries, never model aliases
+    return {p.name: p for p in sorted(d.iterdir()) if not p.name.startswith(".")} if d.is_dir() else {}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -97,18 +102,18 @@ def _evaluate(paper: Paper, profile: str, root: Path) -> tuple[list[TableSpec], 
     return specs, [evaluate_table(s, root) for s in specs]
 
 
-def _report(name: str, paper: Paper, profile: str, root: Path, out: Path) -> list[TableResult]:
+def _report(name: str, paper: Paper, profile: str, root: Path, out: Path,
+            allow_dirty: bool = False) -> list[TableResult]:
     every = paper.all_tables(profile)  # parsed once: evaluated tables and the ones skipped at this profile
     specs = [t for t in every if t.skipped is None]
     results = [evaluate_table(s, root) for s in specs]
     out_dir = out / name / profile
-    figures = paper.figures(results, root, profile, out_dir / "figures") if paper.figures else []
-    notes = paper.notes.get(profile, "")
-    skipped = [t for t in every if t.skipped]
-    if skipped:
-        notes += "\n\nNot evaluated at this profile: " + "; ".join(f"{t.title} ({t.skipped})" for t in skipped) + "."
-    files = write_report(out_dir, f"{paper.title} — reproduction report", profile, specs, results, figures,
-                         notes.strip())
+    pinning.require_clean(out_dir, "a report", allow_dirty)
+    with exclusive(out_dir, "this report"):
+        figures = paper.figures(results, root, profile, out_dir / "figures") if paper.figures else []
+        notes = paper.notes.get(profile, "") + "\n\n" + paper.coverage(every)
+        files = write_report(out_dir, f"{paper.title} — reproduction report", profile, specs, results, figures,
+                             notes.strip())
     print(f"report {name}/{profile}: " + ", ".join(str(p) for p in files.values()))
     return results
 
@@ -118,32 +123,63 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
     droot = data_root(a.data_root)
     device = resolve_device(a.device)
     dtype = resolve_dtype(a.dtype, device)
+    if a.dry_run:
+        return _dry_run(a, root, droot, device, dtype)
     t0 = time.perf_counter()
+    skipped_steps = []
+    for name, _ in _papers(a.paper):  # refuse before training, not after, when the report could not be written
+        pinning.require_clean(Path(a.out) / name / a.profile, "a report", a.allow_dirty)
+    ensure_data(a.paper, a.profile, droot)  # fetch what is missing (or list it all, offline) before any training
     for name, paper in _papers(a.paper):
         specs = paper.tables(a.profile)  # validate every spec before spending time on training
+        ctx = PrepareContext(a.profile, droot, root / a.profile / "artifacts", force=a.force, device=device,
+                             dtype=dtype)
+        plan = paper.planned(a.profile, ctx)
+        blocked = blocked_runs(plan)
+        skipped_steps += [s for s in plan if s.missing]
         artifacts: dict[str, Path] = {}
-        if paper.prepare:
-            print(f"[{name}] preparing models for profile {a.profile} ...", flush=True)
-            ctx = PrepareContext(a.profile, droot, root / a.profile / "artifacts", force=a.force, device=device,
-                                 dtype=dtype)
-            ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
-            artifacts.update(paper.prepare(ctx))
-        artifacts = {**_artifacts(root, a.profile), **artifacts}
-        runs = {r.hash: r for s in specs for r in s.runs()}
-        for i, spec in enumerate(runs.values(), 1):
-            print(f"[{name}] run {i}/{len(runs)}: {spec.label()}", flush=True)
-            execute(spec, root=root, data_root=droot, artifacts=artifacts, force=a.force, device=device, dtype=dtype)
-        _report(name, paper, a.profile, root, Path(a.out))
+        # One preparer per artifacts folder: a second `reproduce` of the same profile would retrain the models
+        # this one's runs are reading.
+        with exclusive(ctx.artifacts_dir, "the prepared models of this profile"):
+            if paper.prepare:
+                print(f"[{name}] preparing models for profile {a.profile} ...", flush=True)
+                artifacts.update(paper.prepare(ctx))
+            artifacts = {**_artifacts(root, a.profile), **artifacts}
+            runs = {r.hash: r for s in specs for r in s.runs()}
+            for i, spec in enumerate(runs.values(), 1):
+                if spec.hash in blocked:
+                    print(f"[{name}] run {i}/{len(runs)}: {spec.label()}: skipped, inputs missing", flush=True)
+                    continue
+                print(f"[{name}] run {i}/{len(runs)}: {spec.label()}", flush=True)
+                execute(spec, root=root, data_root=droot, artifacts=artifacts, force=a.force, device=device,
+                        dtype=dtype)
+        _report(name, paper, a.profile, root, Path(a.out), a.allow_dirty)
     print(f"reproduce {a.paper} ({a.profile}) done in {time.perf_counter() - t0:.0f}s")
-    if a.gate:
-        return _gate(a)
-    return 0
+    status = _gate(a) if a.gate else 0
+    if skipped_steps:
+        print(f"reproduce: {len(skipped_steps)} step(s) skipped; {missing_message(skipped_steps)}", file=sys.stderr)
+        return max(status, 1)
+    return status
+
+
+def _dry_run(a: argparse.Namespace, root: Path, droot: Path | None, device: str, dtype: str) -> int:
+    """Print what ``reproduce`` would do and everything it lacks; exit 1 when anything is missing."""
+    steps = []
+    for name, paper in _papers(a.paper):
+        ctx = PrepareContext(a.profile, droot, root / a.profile / "artifacts", force=a.force, device=device,
+                             dtype=dtype)
+        plan = paper.planned(a.profile, ctx)
+        print(f"plan {name}/{a.profile}:\n{format_plan(plan)}\n")
+        steps += plan
+    message = missing_message(steps)
+    print(message or "nothing is missing: `repro reproduce` without --dry-run runs every step above")
+    return 1 if message else 0
 
 
 def cmd_report(a: argparse.Namespace) -> int:
     root = runs_root(a.runs_dir)
     for name, paper in _papers(a.paper):
-        _report(name, paper, a.profile, root, Path(a.out))
+        _report(name, paper, a.profile, root, Path(a.out), a.allow_dirty)
     return 0
 
 
@@ -155,11 +191,15 @@ def _gate(a: argparse.Namespace) -> int:
         specs, results = _evaluate(paper, a.profile, root)
         path = gate_mod.baseline_path(baselines, a.profile, name)
         if getattr(a, "update_baselines", False):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(gate_mod.snapshot(specs, results), indent=2, sort_keys=True) + "\n")
-            print(f"gate: wrote baseline {path}")
+            pinning.require_clean(path, "a baseline", a.allow_dirty)
+            with exclusive(path.parent, "the baselines of this profile"):
+                gate_mod.write_baseline(path, gate_mod.snapshot(specs, results, root, pinning.pin_meta(a.allow_dirty)))
+            print(f"gate: wrote baseline {path}" + (f" ({pinning.DIRTY_WARNING})" if pinning.tree_is_dirty() else ""))
             continue
-        regs = gate_mod.check(specs, results, gate_mod.load_baseline(path))
+        baseline = gate_mod.load_baseline(path)
+        if baseline["meta"].get("warning"):
+            print(f"gate: {path}: {baseline['meta']['warning']}")
+        regs = gate_mod.check(specs, results, baseline, root)
         n_cells = sum(len(r.cells) for r in results)
         if regs:
             for reg in regs:
@@ -212,24 +252,38 @@ def build_parser() -> argparse.ArgumentParser:
         _common(s)
         s.add_argument("--out", default=str(REPO / "reports"), help="report directory (default: reports/)")
         s.add_argument("--baselines", default=str(REPO / "reports" / "baselines"))
+        s.add_argument("--allow-dirty", action="store_true", help="write committed reports/baselines from "
+                       "uncommitted code anyway, marked as such in the report header and the baseline")
         if name == "reproduce":
             s.add_argument("--force", action="store_true", help="retrain and rerun everything")
             s.add_argument("--gate", action="store_true", help="run the gate afterwards")
+            s.add_argument("--dry-run", action="store_true", help="print the plan (steps, checkpoints, data, "
+                           "estimated GPU-hours) and every missing input with how to get it; exit 1 if any is missing")
             _device_args(s)
         if name == "gate":
             s.add_argument("--update-baselines", action="store_true",
                            help="rewrite the pinned baselines from the current results (deliberately)")
         s.set_defaults(fn=fn)
+    data_cli.add_parser(sub)
+    cli_help.add_epilogs(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.fn(args)
+    except BrokenPipeError:
+        # `repro ... | head` closed the pipe: stop quietly, like any Unix filter (exit 128 + SIGPIPE), and point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (RegistryError, TableSpecError, DataMissing, FileNotFoundError, ValueError) as e:
         print(f"repro: error: {e}", file=sys.stderr)
         return 2
+    except LockBusy as e:
+        print(f"repro: busy: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("repro: interrupted; finished examples are recorded and the run resumes where it stopped",
               file=sys.stderr)

@@ -6,13 +6,14 @@ back to the records that produced it.
 """
 from __future__ import annotations
 
-import json
+import difflib
 import operator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suite.runner import load_metrics
+from suite.records import read_json
+from suite.runner import check_metrics, load_metrics
 from suite.tables import TableSpec
 
 VERDICTS = ("matches", "deviates", "not run", "no paper value", "not compared")
@@ -29,6 +30,10 @@ class Cell:
     verdict: str = "not run"
     source: str | None = None
     """Run folder (or artifact) the value was read from."""
+    marks: tuple[str, ...] = ()
+    """Markers of the paper's contradictions that affect this cell (e.g. ``[C1]``), explained in the notes."""
+    metric_kind: str | None = None
+    """``score``/``stat`` (a per-example mean: the gate compares it example by example), ``dataset``, or None."""
 
 
 @dataclass
@@ -59,10 +64,7 @@ def _artifact_metrics(runs_root: Path, profile: str, name: str) -> dict[str, Any
     path = runs_root / profile / "artifacts" / name / "metrics.json"
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    return check_metrics(read_json(path), path)
 
 
 def evaluate_table(spec: TableSpec, runs_root: Path) -> TableResult:
@@ -83,16 +85,24 @@ def evaluate_table(spec: TableSpec, runs_root: Path) -> TableResult:
     for row in spec.rows:
         row_m, row_source = read(row.run, row.artifact)
         for col in spec.columns:
-            cell = Cell(row.id, col.id, paper=row.paper.get(col.id))
+            cell = Cell(row.id, col.id, paper=row.paper.get(col.id),
+                        marks=tuple(spec.cell_marks.get(f"{row.id}.{col.id}", ())))
             if col.id in row.skip:
                 continue
             m, source = read(row.cell_runs[col.id], None) if col.id in row.cell_runs else (row_m, row_source)
             if col.metric and m is not None and col.id not in row.derived:
-                entry = m.get("metrics", {}).get(col.metric.format(**row.vars))
+                name = col.metric.format(**row.vars)
+                entry = m.get("metrics", {}).get(name)
+                # A finished run without the metric is a misspelt name, not a cell to leave empty; an artifact
+                # that its prepare step fills task by task (``produce``) may simply not have reached it yet.
+                incremental = row.produce is not None and col.id not in row.cell_runs
+                if entry is None and not incremental:
+                    raise ValueError(_absent_metric(spec, f"{row.id}.{col.id}", name, source, m["metrics"]))
                 if entry is not None:
                     cell.ours = float(entry["value"])
                     cell.ci95 = tuple(entry["ci95"]) if entry.get("ci95") else None
                     cell.source = source
+                    cell.metric_kind = entry.get("kind")
             res.cells[f"{row.id}.{col.id}"] = cell
     for row in spec.rows:  # derived cells read other cells, so they come second
         for cid, how in row.derived.items():
@@ -100,10 +110,18 @@ def evaluate_table(spec: TableSpec, runs_root: Path) -> TableResult:
             cell.ours, cell.source = _derive(how, res.cells, f"{spec.id}:{row.id}.{cid}")
     for cell in res.cells.values():
         _judge(cell, spec)
+    # a claim about a cell not filled at this profile is "not run", not a spec error
+    claim_cells = {**{f"{r.id}.{c}": Cell(r.id, c) for r in spec.rows for c in r.skip}, **res.cells}
     for claim in spec.claims:
-        holds, detail = _check(claim.check, res.cells, f"{spec.id}:{claim.id}")
+        holds, detail = _check(claim.check, claim_cells, f"{spec.id}:{claim.id}")
         res.claims.append(ClaimResult(claim.id, claim.text, holds, detail))
     return res
+
+
+def _absent_metric(spec: TableSpec, cell: str, name: str, source: str | None, metrics: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(metrics), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" (it has: {', '.join(sorted(metrics)) or 'none'})"
+    return f"{spec.path or spec.id}: table {spec.id} cell {cell} names metric {name!r}, which {source} does not produce{hint}"
 
 
 def _derive(how: Any, cells: dict[str, Cell], where: str) -> tuple[float | None, str | None]:
@@ -122,11 +140,19 @@ def _derive(how: Any, cells: dict[str, Cell], where: str) -> tuple[float | None,
 
 
 def _ref(ref: Any, cells: dict[str, Cell], where: str) -> float | None:
+    """A number, a cell ``row.col``, or a bound of its 95% CI ``row.col@lo`` / ``row.col@hi`` (so a claim can
+    ask for a difference larger than the noise: ``a.top1@lo > b.top1@hi``)."""
     if isinstance(ref, (int, float)):
         return float(ref)
-    if ref not in cells:
-        raise ValueError(f"{where}: reference {ref!r} is not a cell (row.column) of this table")
-    return cells[ref].ours
+    name, _, bound = str(ref).partition("@")
+    if name not in cells or bound not in ("", "lo", "hi"):
+        raise ValueError(f"{where}: reference {ref!r} is not a cell (row.column, optionally @lo or @hi) of this table")
+    cell = cells[name]
+    if not bound:
+        return cell.ours
+    if cell.ours is not None and cell.ci95 is None:
+        raise ValueError(f"{where}: reference {ref!r}: cell {name} has no 95% CI")
+    return None if cell.ci95 is None else float(cell.ci95[0 if bound == "lo" else 1])
 
 
 def _judge(cell: Cell, spec: TableSpec) -> None:

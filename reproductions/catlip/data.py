@@ -240,12 +240,19 @@ class Batcher:
         finally:
             torch.random.set_rng_state(state)
 
-    def next_batch(self) -> dict:
+    def next_batch(self, rank: int = 0, world: int = 1) -> dict:
+        """The next global batch of ``batch_size`` pairs; under data parallelism rank ``r`` of ``world`` decodes
+        only pairs ``r, r + world, ...`` of it, so every rank advances the same stream (one resumable state)
+        and the ranks together see exactly the single-process batch."""
         if self._it is None:
             self._it = iter(self.stream)
+        if self.batch_size % world:
+            raise ValueError(f"global batch {self.batch_size} is not divisible by {world} processes")
         imgs, caps, tgts = [], [], []
-        for _ in range(self.batch_size):
+        for i in range(self.batch_size):
             p = next(self._it)
+            if i % world != rank:
+                continue
             imgs.append(self._augment(self._load(p.image), self.stream.epoch, self.stream.position))
             caps.append(p.caption)
             if self.label_fn is not None:

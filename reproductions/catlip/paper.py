@@ -1,54 +1,45 @@
-"""CatLIP as a suite paper: the prepare step runs the mini pipeline and stores its numbers as an artifact record.
+"""CatLIP (arXiv 2404.15653) as a suite paper: its tables, its prepare step, its figures and its plan.
 
-CatLIP's smoke/mini results are not per-example evaluations but measurements of
-a training procedure (loss curves, step cost, Transfer Init coverage, label
-throughput), so they are written once, with provenance, as
-``runs/<profile>/artifacts/catlip/metrics.json`` and the tables read from there.
+The prepare step makes every model the tables' runs evaluate and every measurement they read:
+
+* smoke / mini (``pipeline.py``): vocabulary statistics, cost, CatLIP and CLIP pre-training of a tiny ViT on
+  Flickr8k, classification transfer to Imagenette (probes, fine-tuning, Figure 5), and the dense
+  engineer's trainers (``dense.prepare_dense``);
+* paper (``paper_profile.py``): corenet's released checkpoints mapped onto our ViT, linear probes trained on
+  the full data sets, vocabulary statistics of local DataComp/CC3M captions.
+
+Stages are artifact records keyed by their settings and code, so a rerun only redoes what changed.
 """
 from __future__ import annotations
 
-import hashlib
-import time
 from pathlib import Path
 
 from suite.papers import Paper, PrepareContext
-from suite.records import artifact_record_is_current, write_artifact_record
 
 HERE = Path(__file__).parent
-TIMING_KEYS = ("_ms", "_per_s", "_s", "ratio_clip_over_catlip", "peak_mem_mb")
-
-
-def _code_key(profile: str) -> str:
-    """Changes whenever the CatLIP code changes, so a stale record is recomputed rather than reused."""
-    h = hashlib.sha256(profile.encode())
-    for p in sorted(HERE.glob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def prepare(ctx: PrepareContext) -> dict[str, Path]:
     if ctx.profile == "paper":
-        return {}
-    from .pipeline import run_mini
+        from .paper_profile import prepare_paper
 
-    out = ctx.artifacts_dir / "catlip"
-    record = out / "metrics.json"
-    key = _code_key(ctx.profile)
-    if not ctx.force and artifact_record_is_current(record, key):
-        print(f"[catlip] reusing {record}", flush=True)
-        return {"catlip": out}
-    print(f"[catlip] running the {ctx.profile} pipeline (labels, vocabulary, CatLIP + CLIP pre-training, "
-          f"Transfer Init, cost) ...", flush=True)
-    t0 = time.perf_counter()
-    numbers = run_mini(out / "work", ctx.profile, data_dir=ctx.data_root)
-    metrics = {k: {"value": float(v), "kind": "stat" if any(s in k for s in TIMING_KEYS) else "score"}
-               for k, v in numbers.items() if isinstance(v, (int, float)) and v is not None}
-    root = ctx.data_root
-    files = [root / "image_text_coco_mini" / "pairs.jsonl", root / "imagenet" / "meta" / "imagenet_class_index.json"] \
-        if root else []
-    write_artifact_record(record, key=key, metrics=metrics, n_examples=int(numbers.get("n_pairs", 0)),
-                          data_files=[f for f in files if f.is_file()], started=t0, seeds={"pipeline": 0})
-    return {"catlip": out}
+        return prepare_paper(ctx)
+    from .pipeline import run
+
+    return run(ctx.artifacts_dir, ctx.profile, ctx.data_root, device=ctx.device, force=ctx.force,
+               log=lambda m: print(m, flush=True))
+
+
+def figures(results, runs_root: Path, profile: str, out_dir: Path) -> list[Path]:
+    from .figures import draw_all
+
+    return draw_all(results, runs_root, profile, out_dir)
+
+
+def plan(profile: str, ctx: PrepareContext):
+    from .plan import catlip_plan
+
+    return catlip_plan(PAPER, profile, ctx)
 
 
 PAPER = Paper(
@@ -57,12 +48,26 @@ PAPER = Paper(
     arxiv="2404.15653",
     tables_dir=HERE / "tables",
     prepare=prepare,
+    figures=figures,
+    plan=plan,
     notes={
-        "smoke": "Smoke profile: 3 training steps per method on the 795 real COCO caption pairs; numbers test the "
-                 "pipeline, not the paper.",
-        "mini": "Mini profile: tiny ViT (64 px) pre-trained for 3 epochs with CatLIP and with CLIP on 795 real COCO "
-                "image-caption pairs (159 images); vocabulary Vτ=5 because 795 captions cannot reach the paper's 500.",
-        "paper": "Paper profile: the transfer tables need corenet's released CatLIP checkpoints and the full datasets; "
-                 "see reproductions/catlip for the pieces.",
+        "smoke": "Smoke profile: the mini pipeline at a sliver of its size (3 pre-training steps on 400 Flickr8k "
+                 "pairs, probes and one fine-tuning epoch on 2% of Imagenette, 40 validation images); the numbers "
+                 "test the pipeline, not the paper.",
+        "mini": "Mini profile: a tiny ViT (4 layers, width 192, 64 px) pre-trained with CatLIP and with CLIP for the "
+                "same 400 steps of 64 Flickr8k image-caption pairs (real captions, 8,091 images), vocabulary "
+                "Vτ = 10; transfer to Imagenette (10 ImageNet-1k classes, 4,000 training / 3,925 validation "
+                "images) by linear probe and fine-tuning; evaluation through the imagenet task adapter. The paper's "
+                "numbers are for ViT B/L/H pre-trained on 1.3 B pairs and are shown beside ours, not compared.",
+        "paper": "Paper profile: corenet's released CatLIP checkpoints (pre-trained and fine-tuned, mapped onto our "
+                 "ViT), full ImageNet-1k / Places365 / COCO / ADE20k from local paths; `repro reproduce catlip "
+                 "--profile paper --dry-run` lists what is missing.",
+    },
+    other_tables={
+        "Table 6": "pre-training hyper-parameters, not results",
+        "Tables 7-8": "transfer hyper-parameters, not results (used as our settings where stated)",
+        "Figure 4": "CC3M pre-training curves over 25-100 epochs: needs four ViT B/16 pre-trainings per method",
+        "Figure 7": "fine-tuning version of Figure 5: curves only, not regenerated",
+        "Figure 8": "DataComp pre-training loss curves of B/L/H: needs the pre-training itself",
     },
 )

@@ -1,148 +1,470 @@
-"""End-to-end CatLIP mini reproduction for the suite: one call, a flat dict of numbers.
+"""The CatLIP prepare step at the smoke and mini profiles: every model and measurement the tables read.
 
-Why a single entry point: the suite runner needs the measured numbers (losses,
-Transfer Init coverage, cost ratios, label throughput) without knowing the
-pieces. ``run_mini(out_dir, profile)`` does, on the real COCO-mini pairs:
+Why stages with their own records: the whole mini must fit 30 minutes on 2 CPU cores and be resumable, so
+each piece (vocabulary, cost, each pre-training, each transfer model) is an artifact folder under
+``runs/<profile>/artifacts/<name>/`` with a ``metrics.json`` whose ``key`` is a hash of the stage's
+settings, of the code it runs and of the keys of the stages it builds on. A rerun reuses every stage whose
+key still matches and recomputes the rest (a new encoder retrains every head built on it).
 
-1. captions -> synsets, vocabulary with a small Vτ (795 captions cannot reach
-   the paper's Vτ = 500), saved as JSON;
-2. a short CatLIP and a short CLIP pre-training run on the same tiny ViT;
-3. Transfer Init coverage of the 1,000 ImageNet classes against that
-   vocabulary, and against the upper bound of every synset the label rule
-   can produce;
-4. measured step cost CatLIP vs CLIP + the analytic extrapolation;
-5. label-extraction throughput, ours vs the naive corenet-style loop.
+Stages, in order:
 
-Profiles: ``smoke`` (<= 1 min on 2 CPU cores: 3 steps each, small batches) and
-``mini`` (a few minutes: 3 epochs each at batch 32).
+1. ``catlip-vocab``: captions -> synsets (corenet's rule), vocabulary at Vτ, the statistics of Figures 2-3
+   and 6, Transfer Init coverage of ImageNet-1k and of the transfer classes, label-extraction throughput;
+2. ``catlip-cost``: measured step time/memory of CatLIP vs CLIP (same ViT, same batch) and the cost model
+   at the paper's settings (Figure 1(c));
+3. ``catlip-enc-catlip``, ``catlip-enc-clip`` (pre-trained on the same pairs, same steps) and
+   ``catlip-enc-random`` (the same ViT, untrained): encoder folders (``models.load_encoder``);
+4. classification transfer (``transfer.py``): linear probes of the three encoders, fine-tuning of the
+   pre-trained two, and the Figure 5 probes (Transfer Init vs random head at 1-100% of the data);
+5. dense transfer: ``dense.prepare_dense`` (multi-label, detection, segmentation) when that module exists.
+
+The evaluation of every transfer model is not done here: the tables' runs do it through the suite's task
+adapters and the ``catlip-*`` systems.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
-PROFILES = {
-    # batch, epochs (None -> steps), steps, v_tau, cost (batch, k), label-bench captions
-    "smoke": {"batch": 8, "steps": 3, "epochs": None, "v_tau": 5, "cost_batch": 8, "cost_k": 1,
-              "bench_captions": 200, "threads": 2},
-    "mini": {"batch": 32, "steps": None, "epochs": 3, "v_tau": 5, "cost_batch": 64, "cost_k": 3,
-             "bench_captions": None, "threads": 2},
+HERE = Path(__file__).parent
+FLICKR = "image_text_flickr8k/pairs.jsonl"
+IMAGENET_META = "imagenet/meta/imagenet_class_index.json"
+IMAGENETTE = "imagenet/imagenette_112"
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    encoder: str = "tiny"
+    resolution: int = 64
+    batch: int = 64
+    steps: int = 400
+    max_pairs: int | None = None
+    """Use only the first N pairs (smoke); None = all."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    root: str = IMAGENETTE
+    layout: str = "imagefolder"
+    resize: int = 73
+    crop: int = 64
+    train_percent: float = 100.0
+    """Share of the training split used by the Table 1/2 models (smoke trains on a sliver)."""
+    probe_epochs: int = 30
+    probe_lr: float = 1e-3
+    probe_min_lr: float = 1e-5
+    probe_batch: int = 256
+    ft_epochs: int = 3
+    ft_lr: float = 2e-4
+    ft_min_lr: float = 2e-6
+    ft_batch: int = 64
+    ft_warmup: int = 20
+    ft_scale_min: float = 0.25
+    fractions: tuple[float, ...] = (1, 5, 10, 25, 50, 100)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    v_tau: int
+    alpha: float
+    """Transfer Init threshold on path similarity (the paper states none)."""
+    vocab_captions: int | None
+    """Captions used for the vocabulary and its statistics (None = all)."""
+    bench_captions: int
+    cost_batch: int
+    cost_k: int
+    threads: int
+    pretrain: Pretrain = Pretrain()
+    transfer: Transfer = Transfer()
+    seed: int = 0
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", v_tau=5, alpha=0.5, vocab_captions=2000, bench_captions=200, cost_batch=8, cost_k=1,
+                     threads=2, pretrain=Pretrain(batch=8, steps=3, max_pairs=400),
+                     transfer=Transfer(train_percent=2, probe_epochs=5, ft_epochs=1, ft_batch=16, ft_warmup=1,
+                                       fractions=(10, 100))),
+    "mini": Profile("mini", v_tau=10, alpha=0.5, vocab_captions=None, bench_captions=5000, cost_batch=64, cost_k=3,
+                    threads=2),
 }
 
 
-def _data_dir(data_dir) -> Path:
-    d = data_dir or os.environ.get("REPRO_DATA_DIR")
-    if not d:
-        raise RuntimeError("CatLIP pipeline needs the real data: set REPRO_DATA_DIR (folder with image_text_coco_mini/ and imagenet/meta/)")
-    d = Path(d)
-    if not (d / "image_text_coco_mini" / "pairs.jsonl").is_file():
-        raise RuntimeError(f"{d}/image_text_coco_mini/pairs.jsonl not found (is REPRO_DATA_DIR right?)")
-    return d
+def profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"CatLIP pipeline: profile must be one of {sorted(PROFILES)}, got {name!r}")
+    return PROFILES[name]
 
 
-def _epoch_means(losses, steps_per_epoch):
-    if not losses:
-        return None, None
-    n = max(1, min(steps_per_epoch, len(losses)))
+# ----------------------------------------------------------------------------- stage bookkeeping
+
+
+def code_hash(*modules: str) -> str:
+    h = hashlib.sha256()
+    for m in modules:
+        h.update((HERE / f"{m}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def stage_key(settings: Any, code: str, *deps: str) -> str:
+    blob = json.dumps({"settings": settings, "code": code, "deps": list(deps)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _kind(name: str) -> str:
+    timing = ("_ms", "_per_s", "_s", "ratio_clip_over_catlip", "peak_mem_mb", "wall")
+    return "stat" if any(name.endswith(t) or t in name for t in timing) else "score"
+
+
+@dataclass
+class Stages:
+    """Runs or reuses stages; remembers each stage's key so dependants can hash it."""
+
+    artifacts: Path
+    force: bool = False
+    log: Callable[[str], None] = print
+    keys: dict[str, str] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+    def run(self, name: str, key: str, fn: Callable[[Path], tuple[Mapping[str, float], int, list[Path]]],
+            seeds: Mapping[str, int] | None = None) -> Path:
+        from suite.records import artifact_record_is_current, write_artifact_record
+
+        out = self.artifacts / name
+        record = out / "metrics.json"
+        self.keys[name] = key
+        if not self.force and artifact_record_is_current(record, key):
+            self.reused.append(name)
+            return out
+        if record.exists():
+            record.unlink()  # a stale record must not survive a failed recomputation
+        marker = out / ".stage_key"
+        if out.exists() and (self.force or not marker.is_file() or marker.read_text() != key):
+            shutil.rmtree(out)  # other settings or code: a half-trained checkpoint here must not be resumed
+        self.log(f"[catlip] {name} ...")
+        t0 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key)  # same key after a kill: training resumes from its last checkpoint
+        numbers, n, files = fn(out)
+        metrics = {k: {"value": float(v), "kind": _kind(k)} for k, v in numbers.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        write_artifact_record(record, key=key, metrics=metrics, n_examples=int(n), data_files=files, started=t0,
+                              seeds=dict(seeds or {"stage": 0}))
+        self.log(f"[catlip] {name} done in {time.perf_counter() - t0:.0f}s")
+        return out
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def _captions(dd: Path, p: Profile) -> tuple[list[str], Path]:
+    from .data import read_manifest
+
+    manifest = dd / FLICKR
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: not found (the Flickr8k image-caption pairs; set REPRO_DATA_DIR)")
+    caps = [x.caption for x in read_manifest(manifest)]
+    return (caps[: p.vocab_captions] if p.vocab_captions else caps), manifest
+
+
+def stage_vocab(dd: Path, p: Profile, out: Path) -> tuple[dict, int, list[Path]]:
+    from . import transfer_init as T
+    from . import vocab_stats as VS
+    from .labels import LabelExtractor, benchmark_extraction
+    from .transfer_data import imagefolder
+    from .vocab import Vocab, count_synsets, select
+
+    caps, manifest = _captions(dd, p)
+    ex = LabelExtractor()
+    t0 = time.perf_counter()
+    labels = [ex(c) for c in caps]
+    r: dict[str, float] = {"label_extraction_s": time.perf_counter() - t0, "n_pairs": len(caps),
+                           "captions_with_labels": sum(1 for x in labels if x),
+                           "mean_labels_per_caption": sum(map(len, labels)) / len(labels), "alpha": p.alpha}
+    counts = count_synsets(labels)
+    keep = select(counts, p.v_tau)
+    from .vocab import captions_sha256
+
+    vocab = Vocab(offsets=[o for o, _ in keep], counts=[n for _, n in keep], v_tau=p.v_tau,
+                  source_sha256=captions_sha256(caps), n_captions=len(caps),
+                  meta={"extractor": ex.info(), "top_k": None, "unique_synsets": len(counts)})
+    vocab.save(out / "vocab.json")
+    meta = dd / IMAGENET_META
+    wnids = T.imagenet_labels(meta.parent) if meta.is_file() else None
+    stats = VS.compute(labels, p.v_tau, wnids, vtaus=sorted({5, 10, 25, 50, *VS.PAPER_VTAUS}))
+    r.update(stats.metrics())
+    (out / "vocab_stats.json").write_text(json.dumps(stats.arrays()))
+    files = [manifest]
+    if wnids:
+        files.append(meta)
+        cov = T.match_labels(wnids, vocab.offsets, alpha=p.alpha)
+        r.update({"in1k_exact": cov.exact, "in1k_similar": cov.similar, "in1k_unmatched": cov.unmatched})
+        upper = T.match_labels(wnids, T.extractable_offsets(), alpha=p.alpha)
+        r.update({"in1k_upper_extractable_exact": upper.exact, "in1k_upper_extractable_similar": upper.similar,
+                  "in1k_upper_extractable_unmatched": upper.unmatched})
+        root = dd / p.transfer.root
+        if (root / "train").is_dir():
+            data = imagefolder(root, "train", meta)
+            tcov = T.match_labels(list(data.label_names), vocab.offsets, alpha=p.alpha)
+            r.update({"transfer_exact": tcov.exact, "transfer_similar": tcov.similar,
+                      "transfer_unmatched": tcov.unmatched, "transfer_classes": tcov.n_labels})
+            (out / "transfer_coverage.json").write_text(json.dumps(
+                [{"label": m.label, "kind": m.kind, "similarity": m.similarity,
+                  "rows": [vocab.wnids[i] for i in m.rows]} for m in tcov.matches], indent=1))
+    bench = benchmark_extraction(caps[: p.bench_captions], 24320, repeats=1)
+    r.update({"labels_ours_cold_captions_per_s": bench["ours_cold_captions_per_s"],
+              "labels_ours_warm_captions_per_s": bench["ours_warm_captions_per_s"],
+              "labels_naive_captions_per_s": bench["naive_captions_per_s"],
+              "labels_identical": float(bench["labels_identical"]), "labels_bench_captions": bench["captions"]})
+    return r, len(caps), files
+
+
+def stage_cost(p: Profile, out: Path) -> tuple[dict, int, list[Path]]:
+    from . import cost as C
+
+    cm = C.measure(p.pretrain.encoder, p.pretrain.resolution, p.cost_batch, 24320, k=p.cost_k)
+    r = {"cost_catlip_step_ms": cm["catlip"]["step_s"] * 1e3, "cost_clip_step_ms": cm["clip"]["step_s"] * 1e3,
+         "cost_time_ratio_clip_over_catlip": cm["time_ratio_clip_over_catlip"],
+         "cost_parts_ratio_clip_over_catlip": cm["parts_ratio_clip_over_catlip"],
+         "cost_catlip_peak_mem_mb": cm["catlip"]["peak_mem_mb"], "cost_clip_peak_mem_mb": cm["clip"]["peak_mem_mb"],
+         "cost_mem_ratio_clip_over_catlip": cm["mem_ratio_clip_over_catlip"]}
+    b16 = C.cost_model("vit_b_16")
+    h16 = C.cost_model("vit_h_16", catlip_gpus=256, clip_gpus=256)
+    r.update({"cost_model_ratio_vit_b16_65k": b16["modelled_ratio_clip_over_catlip"],
+              "cost_model_flop_ratio_vit_b16": b16["flop_ratio_clip_over_catlip"],
+              "cost_model_ratio_vit_h16_65k": h16["modelled_ratio_clip_over_catlip"],
+              "cost_model_flop_ratio_vit_h16": h16["flop_ratio_clip_over_catlip"]})
+    (out / "cost.json").write_text(json.dumps({"measured": cm, "model_b16": b16, "model_h16": h16}, indent=1))
+    return r, p.cost_k, []
+
+
+def _epoch_means(losses: list[float], steps_per_epoch: int) -> tuple[float, float]:
+    n = max(1, min(steps_per_epoch, len(losses) // 2 or 1))
     return sum(losses[:n]) / n, sum(losses[-n:]) / n
 
 
-def run_mini(out_dir, profile: str = "smoke", data_dir=None, seed: int = 0) -> dict:
+def stage_pretrain(method: str, dd: Path, p: Profile, vocab_dir: Path, device: str, out: Path
+                   ) -> tuple[dict, int, list[Path]]:
+    from .data import read_manifest
+    from .train import TrainConfig, export_encoder, train
+    from .vocab import load_vocab
+
+    manifest = dd / FLICKR
+    if p.pretrain.max_pairs:  # smoke: a small manifest of the first pairs, written next to the encoder
+        pairs = read_manifest(manifest)[: p.pretrain.max_pairs]
+        small = out / "pairs.tsv"
+        small.write_text("image_path\tcaption\n" + "".join(f"{x.image}\t{x.caption}\n" for x in pairs))
+        src = small
+    else:
+        src = manifest
+    vocab = load_vocab(vocab_dir / "vocab.json") if method == "catlip" else None
+    pt = p.pretrain
+    cfg = TrainConfig(method=method, manifest=str(src), out_dir=str(out / "train"), encoder=pt.encoder,
+                      resolution=pt.resolution, batch_size=pt.batch, steps=pt.steps,
+                      warmup_steps=max(1, pt.steps // 10), seed=p.seed, resume=True, device=device,
+                      log_every=max(1, pt.steps // 10), cache_images=10000, checkpoint_every=max(50, pt.steps // 4))
+    rec = train(cfg, vocab=vocab)
+    export_encoder(rec["model"], cfg.resolved(), out, vocab=vocab)
+    n_pairs = len(read_manifest(src))
+    first, last = _epoch_means(rec["losses"], max(1, pt.steps // 10))
+    r = {"steps": rec["steps_done"], "first_loss": rec["first_loss"], "last_loss": rec["last_loss"],
+         "first_tenth_mean_loss": first, "last_tenth_mean_loss": last, "images_per_s": rec["images_per_s"],
+         "pairs_seen": rec["steps_done"] * pt.batch, "pairs_available": n_pairs,
+         "epochs": rec["steps_done"] * pt.batch / n_pairs, "vocab_size": len(vocab) if vocab else 0}
+    return r, rec["steps_done"] * pt.batch, [manifest]
+
+
+def stage_random_encoder(p: Profile, out: Path) -> tuple[dict, int, list[Path]]:
     import torch
 
-    from . import cost as C
-    from . import data as D
-    from . import transfer_init as T
-    from .labels import LabelExtractor, benchmark_extraction
-    from .train import TrainConfig, train
-    from .vocab import build_vocab
+    from .models import EncoderConfig, build_from_config, save_encoder
 
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    P = PROFILES[profile]
-    t_all = time.perf_counter()
-    torch.set_num_threads(P["threads"])
-    dd = _data_dir(data_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = dd / "image_text_coco_mini" / "pairs.jsonl"
-    pairs = D.read_manifest(manifest)
-    captions = [p.caption for p in pairs]
-    r: dict = {"n_pairs": len(pairs)}
+    torch.manual_seed(p.seed)
+    cfg = EncoderConfig.preset(p.pretrain.encoder, p.pretrain.resolution, method="random", seed=p.seed)
+    save_encoder(build_from_config(cfg), cfg, out)
+    return {"steps": 0}, 0, []
 
-    ex = LabelExtractor()
-    t0 = time.perf_counter()
-    labels = [ex(c) for c in captions]
-    r["label_extraction_s"] = time.perf_counter() - t0
-    r["captions_with_labels"] = sum(1 for x in labels if x)
-    r["mean_labels_per_caption"] = sum(map(len, labels)) / len(labels)
-    vocab = build_vocab(captions, v_tau=P["v_tau"], extractor=ex)
-    vocab.save(out / "vocab.json")
-    r["v_tau"] = P["v_tau"]
-    r["vocab_size"] = len(vocab)
-    r["unique_synsets"] = vocab.meta["unique_synsets"]
 
-    steps_per_epoch = len(pairs) // P["batch"]
-    steps = P["steps"] or P["epochs"] * steps_per_epoch
+# ----------------------------------------------------------------------------- classification transfer
+
+
+@dataclass
+class TransferContext:
+    dd: Path
+    p: Profile
+    device: str
+    stages: Stages
+    _data: dict = field(default_factory=dict)
+    _features: dict = field(default_factory=dict)
+    _cache: Any = None
+
+    def data(self, percent: float):
+        from .transfer_data import fraction, imagefolder
+
+        if "full" not in self._data:
+            t = self.p.transfer
+            self._data["full"] = imagefolder(self.dd / t.root, "train", self.dd / IMAGENET_META)
+        if percent not in self._data:
+            self._data[percent] = fraction(self._data["full"], percent, self.p.seed)
+        return self._data[percent]
+
+    def cache(self):
+        from .transfer import ImageCache
+
+        if self._cache is None:
+            self._cache = ImageCache(True)
+        return self._cache
+
+    def features(self, enc_dir: Path, percent: float):
+        """Probe features of the encoder on the training subset (computed once per encoder, then sliced)."""
+        import torch
+
+        from .models import load_encoder
+        from .transfer import EvalProtocol, encode
+
+        key = str(enc_dir)
+        if key not in self._features:
+            full = self.data(self.p.transfer.train_percent)
+            enc = load_encoder(enc_dir, self.device)
+            t = self.p.transfer
+            feats = encode(enc, full.files(), EvalProtocol(t.resize, t.crop), device=self.device, cache=self.cache())
+            self._features[key] = {path: f for path, f in zip(full.files(), feats)}
+        sub = self.data(percent)
+        table = self._features[key]
+        return torch.stack([table[f] for f in sub.files()]), torch.tensor([y for _, y in sub.items]), sub
+
+
+def _probe_stage(tc: TransferContext, enc_name: str, enc_dir: Path, percent: float, head_init: str, out: Path
+                 ) -> tuple[dict, int, list[Path]]:
+    from .transfer import EvalProtocol, ProbeConfig, fit_probe, random_head, save_classifier, transfer_init_head
+
+    t = tc.p.transfer
+    feats, labels, sub = tc.features(enc_dir, percent)
+    cov = None
+    if head_init == "transfer":
+        head, cov = transfer_init_head(enc_dir, sub, tc.p.alpha, seed=tc.p.seed)
+    else:
+        head = random_head(feats.shape[1], sub.num_classes, seed=tc.p.seed)
+    cfg = ProbeConfig(epochs=t.probe_epochs, batch_size=t.probe_batch, lr=t.probe_lr, min_lr=t.probe_min_lr,
+                      seed=tc.p.seed)
+    res = fit_probe(feats, labels, head, cfg)
+    save_classifier(out, res.head, sub, EvalProtocol(t.resize, t.crop), mode="linear-probe", head_init=head_init,
+                    encoder_dir=enc_dir, meta={"encoder": enc_name, "train_percent": percent, "probe": asdict(cfg),
+                                               "coverage": cov, "train_images": len(sub.items)})
+    r = {"train_images": len(sub.items), "first_loss": res.losses[0], "last_loss": res.losses[-1]}
+    if cov:
+        r.update({"ti_exact": cov["exact"], "ti_similar": cov["similar"], "ti_unmatched": cov["unmatched"]})
+    return r, len(sub.items), []
+
+
+def _finetune_stage(tc: TransferContext, enc_dir: Path, out: Path) -> tuple[dict, int, list[Path]]:
+    from .models import load_encoder
+    from .transfer import EvalProtocol, FinetuneConfig, finetune, random_head, save_classifier
+
+    t = tc.p.transfer
+    data = tc.data(t.train_percent)
+    enc = load_encoder(enc_dir, tc.device)
+    cfg = FinetuneConfig(epochs=t.ft_epochs, batch_size=t.ft_batch, lr=t.ft_lr, min_lr=t.ft_min_lr,
+                         warmup_steps=t.ft_warmup, crop_scale_min=t.ft_scale_min, seed=tc.p.seed)
+    res = finetune(enc, random_head(enc.width, data.num_classes, seed=tc.p.seed), data, cfg, device=tc.device,
+                   cache=tc.cache(), log=tc.stages.log)
+    save_classifier(out, res.head, data, EvalProtocol(t.resize, t.crop), mode="finetune", head_init="random",
+                    encoder=enc, meta={"finetune": asdict(cfg), "train_images": len(data.items)})
+    n = max(1, len(res.losses) // max(1, t.ft_epochs))
+    return ({"train_images": len(data.items), "steps": len(res.losses), "first_epoch_loss": sum(res.losses[:n]) / n,
+             "last_epoch_loss": sum(res.losses[-n:]) / n, "wall_s": res.wall_s}, len(data.items), [])
+
+
+def fig5_alias(head_init: str, percent: float) -> str:
+    return f"catlip-fig5-{'ti' if head_init == 'transfer' else 'ri'}-{percent:g}"
+
+
+def classification_transfer(tc: TransferContext, encoders: Mapping[str, Path]) -> dict[str, Path]:
+    st, t = tc.stages, tc.p.transfer
+    code = code_hash("transfer", "transfer_data", "transfer_init", "models")
+    base = {"transfer": asdict(t), "seed": tc.p.seed, "alpha": tc.p.alpha}
+    out: dict[str, Path] = {}
+    for name, enc_dir in encoders.items():
+        alias = f"catlip-lp-{name}"
+        key = stage_key({**base, "kind": "lp", "percent": t.train_percent}, code, st.keys[f"catlip-enc-{name}"])
+        out[alias] = st.run(alias, key, lambda o, n=name, d=enc_dir: _probe_stage(tc, n, d, t.train_percent,
+                                                                                  "random", o))
+    for name in ("catlip", "clip"):
+        alias = f"catlip-ft-{name}"
+        key = stage_key({**base, "kind": "ft"}, code, st.keys[f"catlip-enc-{name}"])
+        out[alias] = st.run(alias, key, lambda o, d=encoders[name]: _finetune_stage(tc, d, o))
+    for percent in t.fractions:
+        for head_init in ("transfer", "random"):
+            alias = fig5_alias(head_init, percent)
+            key = stage_key({**base, "kind": "fig5", "percent": percent, "init": head_init}, code,
+                            st.keys["catlip-enc-catlip"], st.keys["catlip-vocab"])
+            out[alias] = st.run(alias, key, lambda o, pc=percent, h=head_init: _probe_stage(
+                tc, "catlip", encoders["catlip"], pc * t.train_percent / 100, h, o))
+    return out
+
+
+# ----------------------------------------------------------------------------- everything
+
+
+def data_dir(explicit: Path | None) -> Path:
+    d = explicit or (Path(os.environ["REPRO_DATA_DIR"]) if os.environ.get("REPRO_DATA_DIR") else None)
+    if d is None:
+        raise FileNotFoundError("CatLIP needs the real data: set REPRO_DATA_DIR (a folder with "
+                                "image_text_flickr8k/, imagenet/meta/ and imagenet/imagenette_112/)")
+    if not (Path(d) / FLICKR).is_file():
+        raise FileNotFoundError(f"{Path(d) / FLICKR}: not found (is REPRO_DATA_DIR right?)")
+    return Path(d)
+
+
+def run(artifacts: Path, profile_name: str, data_root: Path | None, *, device: str = "cpu", force: bool = False,
+        log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run or reuse every stage; return artifact aliases -> folders (models and measurement records)."""
+    import torch
+
+    p = profile(profile_name)
+    dd = data_dir(data_root)
+    if device == "cpu":
+        torch.set_num_threads(p.threads)
+    st = Stages(Path(artifacts), force=force, log=log)
+    out: dict[str, Path] = {}
+    vocab_key = stage_key({"v_tau": p.v_tau, "alpha": p.alpha, "captions": p.vocab_captions,
+                           "bench": p.bench_captions, "transfer_root": p.transfer.root},
+                          code_hash("labels", "vocab", "vocab_stats", "transfer_init", "wordnet"))
+    out["catlip-vocab"] = st.run("catlip-vocab", vocab_key, lambda o: stage_vocab(dd, p, o))
+    cost_key = stage_key({"encoder": p.pretrain.encoder, "res": p.pretrain.resolution, "batch": p.cost_batch,
+                          "k": p.cost_k, "device": device}, code_hash("cost", "models", "losses"))
+    out["catlip-cost"] = st.run("catlip-cost", cost_key, lambda o: stage_cost(p, o))
+    pt_code = code_hash("train", "data", "models", "losses", "labels")
     for method in ("catlip", "clip"):
-        cfg = TrainConfig(method=method, manifest=str(manifest), out_dir=str(out / method),
-                          encoder="tiny", resolution=64, batch_size=P["batch"], steps=steps,
-                          warmup_steps=max(1, steps // 10), seed=seed, resume=False,
-                          log_every=max(1, steps // 10), cache_images=1000)
-        rec = train(cfg, vocab=vocab, extractor=ex)
-        r[f"{method}_steps"] = rec["steps_done"]
-        r[f"{method}_first_loss"] = rec["first_loss"]
-        r[f"{method}_last_loss"] = rec["last_loss"]
-        first, last = _epoch_means(rec["losses"], steps_per_epoch)
-        r[f"{method}_first_epoch_mean_loss"] = first
-        r[f"{method}_last_epoch_mean_loss"] = last
-        r[f"{method}_images_per_s"] = rec["images_per_s"]
-
-    meta = dd / "imagenet" / "meta"
-    if (meta / "imagenet_class_index.json").is_file():
-        labs = T.imagenet_labels(meta)
-        cov = T.match_labels(labs, vocab.offsets, alpha=T.DEFAULT_ALPHA)
-        r["in1k_alpha"] = cov.alpha
-        r["in1k_exact"], r["in1k_similar"], r["in1k_unmatched"] = cov.exact, cov.similar, cov.unmatched
-        upper = T.match_labels(labs, T.extractable_offsets(), alpha=T.DEFAULT_ALPHA)
-        r["in1k_upper_extractable_exact"] = upper.exact
-        r["in1k_upper_extractable_similar"] = upper.similar
-        r["in1k_upper_extractable_unmatched"] = upper.unmatched
-        r["in1k_upper_full_wordnet_exact"] = len(labs)  # every wnid is itself a WordNet noun synset
-        (out / "transfer_init_coverage.json").write_text(json.dumps(
-            {"vocab": cov.summary(), "upper_extractable": upper.summary()}, indent=1))
-
-    cm = C.measure("tiny", 64, P["cost_batch"], 24320, k=P["cost_k"])
-    r["cost_catlip_step_ms"] = cm["catlip"]["step_s"] * 1e3
-    r["cost_clip_step_ms"] = cm["clip"]["step_s"] * 1e3
-    r["cost_time_ratio_clip_over_catlip"] = cm["time_ratio_clip_over_catlip"]
-    r["cost_parts_ratio_clip_over_catlip"] = cm["parts_ratio_clip_over_catlip"]
-    r["cost_catlip_peak_mem_mb"] = cm["catlip"]["peak_mem_mb"]
-    r["cost_clip_peak_mem_mb"] = cm["clip"]["peak_mem_mb"]
-    r["cost_mem_ratio_clip_over_catlip"] = cm["mem_ratio_clip_over_catlip"]
-    model = C.cost_model("vit_b_16")
-    r["cost_model_ratio_vit_b16_65k"] = model["modelled_ratio_clip_over_catlip"]
-    r["cost_model_flop_ratio_vit_b16"] = model["flop_ratio_clip_over_catlip"]
-    (out / "cost.json").write_text(json.dumps({"measured": cm, "model": model}, indent=1))
-
-    bench_caps = captions[: P["bench_captions"]] if P["bench_captions"] else captions
-    lb = benchmark_extraction(bench_caps, 24320, repeats=1)
-    r["labels_ours_cold_captions_per_s"] = lb["ours_cold_captions_per_s"]
-    r["labels_ours_warm_captions_per_s"] = lb["ours_warm_captions_per_s"]
-    r["labels_naive_captions_per_s"] = lb["naive_captions_per_s"]
-    r["labels_identical"] = float(lb["labels_identical"])
-    r["wall_s"] = time.perf_counter() - t_all
-    r = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in r.items()}
-    (out / "results.json").write_text(json.dumps(r, indent=1))
-    return r
+        key = stage_key({"pretrain": asdict(p.pretrain), "seed": p.seed, "method": method}, pt_code,
+                        vocab_key if method == "catlip" else "")
+        out[f"catlip-enc-{method}"] = st.run(f"catlip-enc-{method}", key, lambda o, m=method: stage_pretrain(
+            m, dd, p, out["catlip-vocab"], device, o))
+    out["catlip-enc-random"] = st.run("catlip-enc-random", stage_key(
+        {"pretrain": asdict(p.pretrain), "seed": p.seed}, code_hash("models")), lambda o: stage_random_encoder(p, o))
+    encoders = {m: out[f"catlip-enc-{m}"] for m in ("catlip", "clip", "random")}
+    tc = TransferContext(dd, p, device, st)
+    out.update(classification_transfer(tc, encoders))
+    out.update(dense_transfer(encoders, Path(artifacts), profile_name, dd, device, log))
+    if st.reused:
+        log(f"[catlip] reused {len(st.reused)} stage(s) whose settings and code are unchanged: {', '.join(st.reused)}")
+    return out
 
 
-if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser(description="CatLIP mini reproduction")
-    ap.add_argument("out_dir")
-    ap.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
-    a = ap.parse_args()
-    print(json.dumps(run_mini(a.out_dir, a.profile), indent=1))
+def dense_transfer(encoders: Mapping[str, Path], artifacts: Path, profile_name: str, dd: Path, device: str,
+                   log: Callable[[str], None]) -> dict[str, Path]:
+    """The dense engineer's trainers (multi-label, Mask R-CNN, DeepLabv3), when ``dense.py`` is present."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.dense") is None:
+        log("[catlip] dense.py not present: Tables 3-5 have no models at this profile")
+        return {}
+    from .dense import prepare_dense
+
+    return dict(prepare_dense({k: v for k, v in encoders.items()}, artifacts, profile_name, dd, device))

@@ -105,7 +105,14 @@ def _iter_tensors(f: Path):
             for k in sf.keys():
                 yield k, sf.get_tensor(k)
     else:
-        yield from torch.load(str(f), map_location="cpu", weights_only=True).items()
+        import pickle
+
+        try:
+            state = torch.load(str(f), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:  # a pickle that would import or call code: never executed
+            raise ValueError(f"{f}: refused: not a plain tensor file (weights_only loading rejected it: "
+                             f"{str(e).splitlines()[0][:200]}); convert it to safetensors") from e
+        yield from state.items()
 
 
 @torch.no_grad()
@@ -125,15 +132,16 @@ def load_llama(path_or_repo_id, dtype: torch.dtype | str = torch.float32, device
             if k not in keymap:
                 if k == "lm_head.weight" or k.endswith("rotary_emb.inv_freq"):
                     continue  # tied head stored anyway / non-weight buffer
-                raise KeyError(f"unexpected tensor {k!r} in {f}")
+                raise ValueError(f"{f}: unexpected tensor {k!r} (not a Llama weight for this config.json)")
             name, off, n = keymap[k]
             dst = params[name] if n is None else params[name][off:off + n]
             if dst.shape != t.shape:
-                raise ValueError(f"{k}: checkpoint shape {tuple(t.shape)} != expected {tuple(dst.shape)}")
+                raise ValueError(f"{f}: tensor {k!r} has shape {tuple(t.shape)}, config.json implies "
+                                 f"{tuple(dst.shape)}")
             dst.copy_(t)
             missing.discard(k)
     if missing:
-        raise KeyError(f"checkpoint {d} lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
+        raise ValueError(f"{d}: checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
     return model.eval()
 
 

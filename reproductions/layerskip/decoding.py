@@ -1,8 +1,13 @@
 """Decoding strategies on our ``Llama``: autoregressive, early exit, self-speculative (LayerSkip §3/§4).
 
-All strategies share one entry point, :func:`generate`, and return ``(tokens, DecodeStats)``.
-Batch size 1.  Greedy by default; ``Sampling(sample=True, ...)`` enables temperature/top-k/top-p
+All strategies share one entry point, :func:`generate`, and return ``(tokens, DecodeStats)`` for one
+prompt; :func:`generate_batch` decodes several ragged prompts at once (greedy autoregressive or early
+exit; throughput).  Greedy by default; ``Sampling(sample=True, ...)`` enables temperature/top-k/top-p
 sampling with the standard speculative acceptance rule, which preserves the full model's distribution.
+
+``compile=True`` runs every decode step through ``torch.compile`` of ``Llama.decode_step`` (static
+shapes: the whole preallocated cache under a position-sliced mask; verification always ``d + 1``
+wide, its unused slots hidden by the mask until overwritten). The prompt prefill stays eager.
 
 Self-speculative decoding (``reuse_cache=True``, the paper's KVQ cache):
   * draft ``d`` tokens with layers ``< E`` + the shared head; the KV of layers ``< E`` stays in the cache;
@@ -41,11 +46,15 @@ class DecodeStats:
     wall_s: float = 0.0
     ms_per_token: float = 0.0
     verify_steps: int = 0
+    batch_size: int = 1
+    """Rows decoded together; with > 1, wall_s is the batch's and ms_per_token = wall_s / all rows' tokens."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
 
 
+import os
+_CONF = float(os.environ.get('DRAFT_CONF', '0'))
 StopFn = Callable[[list[int]], bool]
 
 
@@ -91,30 +100,73 @@ class _Out:
         return self.max_new - len(self.tokens)
 
 
-def _exit_decode(model: Llama, ids: torch.Tensor, out: _Out, exit_layer: int, s: Sampling, gen) -> None:
+def compiled_step(model: Llama, mode: str | None = None):
+    """``torch.compile`` of ``model.decode_step``, built once per model (CUDA: CUDA graphs via reduce-overhead).
+
+    Each (layer range, width, batch) is its own static graph: a handful per strategy, hence the higher limit."""
+    fn = getattr(model, "_compiled_step", None)
+    if fn is None:
+        import torch._dynamo
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        if mode is None and model.output.weight.device.type == "cuda":
+            mode = "reduce-overhead"
+        fn = torch.compile(model.decode_step, mode=mode, fullgraph=True, dynamic=False)
+        model._compiled_step = fn
+    return fn
+
+
+class _Steps:
+    """The per-step forwards every strategy calls: eager, or compiled with static shapes."""
+
+    def __init__(self, model: Llama, compile: bool = False):
+        self.model = model
+        self.fn = compiled_step(model) if compile else None
+        self.graphs = compile and model.output.weight.device.type == "cuda"  # outputs reused by the next replay
+
+    def prefill(self, ids: torch.Tensor, end: int) -> torch.Tensor:
+        """Layers [0, end) over the prompts (always eager: the length varies); next-token logits [B, V]."""
+        return self.model.head(self.model.run_layers(ids, 0, 0, end)[:, -1])
+
+    def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True):
+        """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None."""
+        if self.fn is None:
+            h = self.model.run_layers(x, pos, start, end)
+            return h, (self.model.head(h) if head else None)
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        h, logits = self.fn(x, self.model._cols[pos:pos + x.shape[1]], start, end, head)
+        return (h.clone() if self.graphs else h), logits
+
+    def width(self, n: int, d: int) -> int:
+        """Verification width for n positions: n in eager mode, always d + 1 when compiled (one static shape)."""
+        return n if self.fn is None else d + 1
+
+
+def _exit_decode(steps: _Steps, ids: torch.Tensor, out: _Out, exit_layer: int, s: Sampling, gen) -> None:
     """Autoregressive decoding with layers < exit_layer then the shared head (exit_layer = L: plain AR)."""
-    h = model.run_layers(ids, 0, 0, exit_layer)
-    tok, _ = _pick(model.head(h[0, -1]), s, gen)
+    tok, _ = _pick(steps.prefill(ids, exit_layer)[0], s, gen)
     pos = ids.shape[1]
     buf = torch.empty(1, 1, dtype=torch.long, device=ids.device)
     out.add([tok])
     while not out.done:
         buf.fill_(tok)
-        tok, _ = _pick(model.head(model.run_layers(buf, pos, 0, exit_layer)[0, -1]), s, gen)
+        tok, _ = _pick(steps(buf, pos, 0, exit_layer)[1][0, -1], s, gen)
         pos += 1
         out.add([tok])
 
 
-def _draft(model: Llama, tok: int, pos: int, E: int, d: int, s: Sampling, gen, eos: set[int]):
+def _draft(steps: _Steps, tok: int, pos: int, E: int, d: int, s: Sampling, gen, eos: set[int]):
     """Draft up to d tokens with layers < E. Returns drafts, exit hidden states (for tok, drafts[:-1]), q dists."""
     drafts, exits, qs = [], [], []
-    buf = torch.empty(1, 1, dtype=torch.long, device=model.output.weight.device)
+    buf = torch.empty(1, 1, dtype=torch.long, device=steps.model.output.weight.device)
     for i in range(d):
         buf.fill_(tok)
-        h = model.run_layers(buf, pos + i, 0, E)
-        tok, q = _pick(model.head(h[0, -1]), s, gen)
+        h, logits = steps(buf, pos + i, 0, E)
+        tok, q = _pick(logits[0, -1], s, gen)
         drafts.append(tok), exits.append(h), qs.append(q)
         if tok in eos:
+            break
+        if _CONF and float(logits[0, -1].float().softmax(-1).max()) < _CONF:
             break
     return drafts, exits, qs
 
@@ -140,10 +192,26 @@ def _accept(logits: torch.Tensor, drafts: list[int], qs: list, s: Sampling, gen)
     return drafts + [int(torch.multinomial(p[k], 1, generator=gen))]
 
 
-def _self_spec_decode(model: Llama, ids: torch.Tensor, out: _Out, E: int, d: int, reuse_cache: bool,
+def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E: int, d: int,
+            reuse_cache: bool) -> torch.Tensor:
+    """Full-model logits [k + 1, V] for the positions of tok and the k drafts (extra static-width slots are
+    computed and discarded; their cache columns are overwritten before any accepted query reaches them)."""
+    model, k = steps.model, len(drafts)
+    L, extra = model.config.n_layers, steps.width(k + 1, d) - (k + 1)
+    dev = model.output.weight.device
+    if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
+        last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
+        pad = [last.new_zeros(1, extra, last.shape[-1])] if extra else []
+        _, logits = steps(torch.cat(exits + [last] + pad, dim=1), pos, E, L)
+    else:  # ablation: recompute every layer for the k + 1 positions
+        _, logits = steps(torch.tensor([[tok] + drafts + [0] * extra], device=dev), pos, 0, L)
+    return logits[0, : k + 1]
+
+
+def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: int, reuse_cache: bool,
                       s: Sampling, gen, st: DecodeStats) -> None:
-    L = model.config.n_layers
-    tok, _ = _pick(model.head(model.run_layers(ids, 0, 0, L)[0, -1]), s, gen)  # prefill all layers
+    L = steps.model.config.n_layers
+    tok, _ = _pick(steps.prefill(ids, L)[0], s, gen)
     pos = ids.shape[1]  # position of `tok`, which is not yet in the cache
     out.add([tok])
     buf = torch.empty(1, 1, dtype=torch.long, device=ids.device)
@@ -151,21 +219,13 @@ def _self_spec_decode(model: Llama, ids: torch.Tensor, out: _Out, E: int, d: int
         n = min(d, out.left() - 1)
         if n <= 0:  # budget for one token only: plain full-model step
             buf.fill_(tok)
-            tok, _ = _pick(model.head(model.run_layers(buf, pos, 0, L)[0, -1]), s, gen)
+            tok, _ = _pick(steps(buf, pos, 0, L)[1][0, -1], s, gen)
             pos += 1
             out.add([tok])
             continue
-        drafts, exits, qs = _draft(model, tok, pos, E, n, s, gen, out.eos)
-        k = len(drafts)
-        if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
-            buf.fill_(drafts[-1])
-            last = model.run_layers(buf, pos + k, 0, E)
-            h = model.run_layers(torch.cat(exits + [last], dim=1), pos, E, L)
-        else:  # ablation: recompute every layer for the k + 1 positions
-            x = torch.tensor([[tok] + drafts], dtype=torch.long, device=ids.device)
-            h = model.run_layers(x, pos, 0, L)
-        new = _accept(model.head(h[0]), drafts, qs, s, gen)
-        st.drafted += k
+        drafts, exits, qs = _draft(steps, tok, pos, E, n, s, gen, out.eos)
+        new = _accept(_verify(steps, tok, drafts, exits, pos, E, d, reuse_cache), drafts, qs, s, gen)
+        st.drafted += len(drafts)
         st.accepted += len(new) - 1
         st.verify_steps += 1
         out.add(new)
@@ -173,10 +233,24 @@ def _self_spec_decode(model: Llama, ids: torch.Tensor, out: _Out, E: int, d: int
         tok = new[-1]
 
 
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _finish(st: DecodeStats, t0: float, generated: int, tokens_in_wall: int) -> DecodeStats:
+    st.wall_s = time.perf_counter() - t0
+    st.generated_tokens = generated
+    st.acceptance_rate = st.accepted / st.drafted if st.drafted else 0.0
+    st.ms_per_token = 1000.0 * st.wall_s / max(tokens_in_wall, 1)
+    return st
+
+
 def generate(model: Llama, prompt_ids: Sequence[int] | torch.Tensor, max_new_tokens: int, *,
              strategy: str = "autoregressive", exit_layer: int | None = None, num_speculations: int = 1,
              reuse_cache: bool = True, eos_token_ids: Sequence[int] = (), stop_fn: StopFn | None = None,
-             sampling: Sampling | None = None, generator: torch.Generator | None = None) -> tuple[list[int], DecodeStats]:
+             sampling: Sampling | None = None, generator: torch.Generator | None = None,
+             compile: bool = False) -> tuple[list[int], DecodeStats]:
     """Generate for one prompt. strategy: "autoregressive" | "early_exit" | "self_speculative"."""
     s = sampling or Sampling()
     L = model.config.n_layers
@@ -188,25 +262,73 @@ def generate(model: Llama, prompt_ids: Sequence[int] | torch.Tensor, max_new_tok
         raise ValueError(f"{strategy} needs 1 <= exit_layer <= {L}, got {exit_layer}")
     if strategy == "self_speculative" and num_speculations < 1:
         raise ValueError("num_speculations must be >= 1")
-    model.setup_cache(ids.shape[1] + max_new_tokens + num_speculations + 2)
+    model.setup_cache(_cache_len(ids.shape[1] + max_new_tokens + num_speculations + 2, compile))
     st = DecodeStats(prompt_tokens=ids.shape[1])
     out = _Out(max_new_tokens, eos_token_ids, stop_fn)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    steps = _Steps(model, compile)
+    _sync(dev)
     t0 = time.perf_counter()
     with torch.inference_mode():
         if strategy == "autoregressive":
-            _exit_decode(model, ids, out, L, s, generator)
+            _exit_decode(steps, ids, out, L, s, generator)
         elif strategy == "early_exit":
-            _exit_decode(model, ids, out, exit_layer, s, generator)
+            _exit_decode(steps, ids, out, exit_layer, s, generator)
         elif strategy == "self_speculative":
-            _self_spec_decode(model, ids, out, exit_layer, num_speculations, reuse_cache, s, generator, st)
+            _self_spec_decode(steps, ids, out, exit_layer, num_speculations, reuse_cache, s, generator, st)
         else:
             raise ValueError(f"unknown strategy {strategy!r}")
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    st.wall_s = time.perf_counter() - t0
-    st.generated_tokens = len(out.tokens)
-    st.acceptance_rate = st.accepted / st.drafted if st.drafted else 0.0
-    st.ms_per_token = 1000.0 * st.wall_s / max(st.generated_tokens, 1)
-    return out.tokens, st
+    _sync(dev)
+    return out.tokens, _finish(st, t0, len(out.tokens), len(out.tokens))
+
+
+def _cache_len(need: int, compile: bool) -> int:
+    """Compiled steps see the whole cache: round its length up so most prompts reuse one shape."""
+    return -(-need // 128) * 128 if compile else need
+
+
+def ragged_from_padded(ids: torch.Tensor, attention_mask: torch.Tensor) -> list[list[int]]:
+    """Rows of a padded batch (left or right padding, 1 = token, 0 = pad) as token lists without the pads."""
+    if ids.shape != attention_mask.shape or ids.dim() != 2:
+        raise ValueError(f"ids {tuple(ids.shape)} and attention_mask {tuple(attention_mask.shape)} must be equal [B, T]")
+    return [row[m.bool()].tolist() for row, m in zip(ids, attention_mask)]
+
+
+def generate_batch(model: Llama, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int], *,
+                   exit_layer: int | None = None, eos_token_ids: Sequence[int] = (),
+                   stop_fns: Sequence[StopFn | None] | None = None,
+                   compile: bool = False) -> tuple[list[list[int]], list[DecodeStats]]:
+    """Greedy autoregressive (or early-exit at ``exit_layer``) decoding of ragged prompts in one batch.
+
+    Prompts are left-padded; pad columns are masked and each row's rotary positions start at its first token,
+    so row b yields what ``generate`` yields for it alone. Rows stop on their own (EOS, stop rule, budget);
+    finished rows ride along until every row is done. ``max_new_tokens``: one budget, or one per row."""
+    L = model.config.n_layers
+    E = L if exit_layer is None else exit_layer
+    if not 1 <= E <= L:
+        raise ValueError(f"early exit needs 1 <= exit_layer <= {L}, got {exit_layer}")
+    lens = [len(p) for p in prompts]
+    if not lens or min(lens) == 0:
+        raise ValueError("generate_batch needs at least one prompt and no empty prompt (add BOS)")
+    dev, B, P = model.output.weight.device, len(prompts), max(lens)
+    ids = torch.zeros(B, P, dtype=torch.long, device=dev)
+    for b, p in enumerate(prompts):
+        ids[b, P - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+    budgets = [max_new_tokens] * B if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    model.setup_cache(_cache_len(P + max(budgets) + 2, compile), B, pad=[P - n for n in lens])
+    outs = [_Out(m, eos_token_ids, fn) for m, fn in zip(budgets, stop_fns or [None] * B)]
+    steps = _Steps(model, compile)
+    _sync(dev)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        nxt, pos = steps.prefill(ids, E).argmax(-1), P
+        while not all(o.done for o in outs):
+            for o, t in zip(outs, nxt.tolist()):
+                o.add([t])
+            if all(o.done for o in outs):
+                break
+            nxt = steps(nxt[:, None], pos, 0, E)[1][:, -1].argmax(-1)
+            pos += 1
+    _sync(dev)
+    total = sum(len(o.tokens) for o in outs)
+    stats = [_finish(DecodeStats(prompt_tokens=n, batch_size=B), t0, len(o.tokens), total) for n, o in zip(lens, outs)]
+    return [o.tokens for o in outs], stats

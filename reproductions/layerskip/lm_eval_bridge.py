@@ -14,6 +14,10 @@ could find a model defined outside its package. From Python, ``import reproducti
 To make the scores table cells, ``python -m reproductions.layerskip.lm_eval_bridge record NAME --model_args ... --tasks ...``
 stores them as the suite artifact ``<runs>/paper/artifacts/NAME/metrics.json`` (metric names
 ``<task>/<metric>[@<filter>]``, e.g. ``boolq/acc``), which rows of ``table1_continual_pretraining.yaml`` read.
+``repro reproduce layerskip --profile paper`` does this itself: each table row declares its lm-eval call
+(``produce: {kind: lm-eval, model_args, tasks, num_fewshot, limit}``) and the paper's prepare step calls
+:func:`record` once per lm-eval task that has no current result (``task_keys`` in the artifact say which
+settings produced each task's scores), so an interrupted preparation resumes task by task.
 
 Model arguments:
 
@@ -403,26 +407,45 @@ def _existing_artifact(path: Path, model_args: str, force: bool) -> dict[str, An
     return old
 
 
+def task_keys(name: str, *, runs_root: Path, profile: str) -> dict[str, str]:
+    """lm-eval task -> the key of the settings that produced its stored scores ({} when nothing is stored)."""
+    from suite.records import read_json
+
+    path = _artifact_path(name, runs_root, profile)
+    return dict(read_json(path).get("task_keys", {})) if path.exists() else {}
+
+
+def pending_tasks(name: str, keys: dict[str, str], *, runs_root: Path, profile: str) -> list[str]:
+    """The tasks of ``keys`` (task -> current settings key) whose stored scores are missing or stale."""
+    done = task_keys(name, runs_root=runs_root, profile=profile)
+    return [t for t, k in keys.items() if done.get(t) != k]
+
+
 def write_artifact(name: str, results: dict[str, Any], *, runs_root: Path, profile: str, model_args: str,
-                   force: bool = False) -> Path:
+                   force: bool = False, key: str | None = None) -> Path:
     """Store lm-eval results as the suite artifact ``<runs>/<profile>/artifacts/<name>/metrics.json``, which table
     rows read with ``artifact: <name>``. Several invocations (task lists) for the same model accumulate; a record
-    made with other model arguments is refused unless ``force``."""
-    import json
+    made with other model arguments is refused unless ``force``. With a ``key`` (what the suite's prepare step
+    passes) a record made with other model arguments is replaced instead, and every task of ``results`` is
+    marked with the key so :func:`pending_tasks` knows it is current."""
     import time
 
     from suite.provenance import provenance
     from suite.records import write_json_atomic
 
     path = _artifact_path(name, runs_root, profile)
-    old = _existing_artifact(path, model_args, force)
+    old = _existing_artifact(path, model_args, force or key is not None)
     metrics = {**old.get("metrics", {}), **results_to_metrics(results)}
+    keys = dict(old.get("task_keys", {}))
+    if key is not None:
+        keys.update({t: key for t in (results.get("results") or {})})
     config = {k: v for k, v in (results.get("config") or {}).items() if isinstance(v, (str, int, float, bool, list))}
     runs = list(old.get("lm_eval_runs", [])) + [{
         "tasks": sorted((results.get("results") or {}).keys()), "config": config,
         "versions": results.get("versions"), "n_shot": results.get("n-shot"),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
     record = {"kind": "lm-eval", "model": MODEL_NAME, "model_args": model_args, "metrics": metrics,
+              "task_keys": keys,
               "n_examples": max((m.get("n", 0) for m in metrics.values()), default=0), "lm_eval_runs": runs,
               "provenance": provenance({"lm_eval": int(config.get("random_seed", 0) or 0)}),
               "finished_at": runs[-1]["finished_at"]}
@@ -433,19 +456,22 @@ def write_artifact(name: str, results: dict[str, Any], *, runs_root: Path, profi
 
 def record(name: str, *, model_args: str, tasks: Sequence[str], runs_root: Path, profile: str = "paper",
            num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 1,
-           force: bool = False, include_path: str | None = None) -> Path:
+           force: bool = False, include_path: str | None = None, key: str | None = None,
+           device: str | None = None) -> Path:
     """Run lm-eval on ``repro-layerskip`` and store the scores as a suite artifact (see ``write_artifact``)."""
-    _existing_artifact(_artifact_path(name, runs_root, profile), model_args, force)  # refuse before running
+    if key is None:  # refuse before running; with a key a stale record is replaced
+        _existing_artifact(_artifact_path(name, runs_root, profile), model_args, force)
     register()
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     results = lm_eval.simple_evaluate(model=MODEL_NAME, model_args=model_args, tasks=list(tasks),
-                                      num_fewshot=num_fewshot, limit=limit, batch_size=batch_size,
+                                      num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, device=device,
                                       task_manager=TaskManager(include_path=include_path))
     if results is None:
         raise RuntimeError("lm-eval returned no results (non-zero rank?)")
-    return write_artifact(name, results, runs_root=runs_root, profile=profile, model_args=model_args, force=force)
+    return write_artifact(name, results, runs_root=runs_root, profile=profile, model_args=model_args, force=force,
+                          key=key)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,14 +5,21 @@ Layout notes:
   kernel launches per layer; ``checkpoint.py`` maps them to and from Hugging Face key names.
 * The KV cache is preallocated per layer (``setup_cache``).  Writes are position indexed, so
   discarding rejected draft tokens needs no copy: the caller simply continues from an earlier
-  position and the stale slots are overwritten before any query can attend to them.
+  position and the stale slots are hidden by the causal mask until they are overwritten.
 * ``run_layers`` runs any contiguous range of layers with the cache, which is all that early exit
-  and self-speculative decoding need (see ``decoding.py``).
+  and self-speculative decoding need (see ``decoding.py``).  Given an int position it attends to
+  the cache prefix only (fastest in eager mode); given a tensor of cache columns it attends to the
+  whole preallocated cache through a mask sliced by position, so every decode step has the same
+  shapes and ``torch.compile`` (CUDA graphs included) can capture it (``decode_step``).
+* A batch of ragged prompts is left-padded (``setup_cache(..., pad=...)``): pad columns are masked
+  out of every row's attention and rotary positions count from each row's first real token, so a
+  row decodes exactly as it would alone.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -116,10 +123,9 @@ def rope_inv_freq(cfg: LlamaConfig) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, T, heads, hd]; cos/sin: [T, 1, hd] (half-split convention, as HF Llama)."""
-    half = x.shape[-1] // 2
-    rot = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rot * sin
+    """x: [B, T, heads, hd]; cos/sin: [T, 1, hd] or [B, T, 1, hd] from ``Llama.rope`` (half-split convention, as HF
+    Llama). ``sin`` comes with its first half negated, so rotate-half is a plain roll: 3 kernels instead of 7."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin)
 
 
 class RMSNorm(nn.Module):
@@ -129,6 +135,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one kernel: decoding is launch-bound
         # normalise in float32 and cast back before the weight, as the reference implementation does
         y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
         return self.weight * y
@@ -141,25 +149,37 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         self.gqa = cfg.n_heads != cfg.n_kv_heads
-        self.k_cache: torch.Tensor | None = None  # [B, n_kv, S, hd]
-        self.v_cache: torch.Tensor | None = None
+        # preallocated [B, n_kv, S, hd] buffers (non-persistent: never in a state dict), see Llama.setup_cache
+        self.register_buffer("k_cache", None, persistent=False)
+        self.register_buffer("v_cache", None, persistent=False)
 
-    def forward(self, x, cos, sin, pos: int | None = None, mask: torch.Tensor | None = None):
+    def forward(self, x, cos, sin, cols: int | torch.Tensor | None = None, span: int = 0,
+                mask: torch.Tensor | None = None):
+        """``cols`` None: plain causal attention over ``x``. Else write k/v into cache columns ``cols``
+        (first column as an int, or a LongTensor [T]) and attend to cache columns ``0..span-1`` under ``mask``."""
         B, T, _ = x.shape
         H, KV = self.n_heads, self.n_kv
-        qkv = self.wqkv(x).view(B, T, H + 2 * KV, self.hd)
+        # F.linear on the weights directly: a Linear module call costs more than the tiny GEMM when decoding
+        qkv = F.linear(x, self.wqkv.weight).view(B, T, H + 2 * KV, self.hd)
         qk = apply_rope(qkv[:, :, : H + KV], cos, sin)
         q = qk[:, :, :H].transpose(1, 2)
         k = qk[:, :, H:].transpose(1, 2)
         v = qkv[:, :, H + KV:].transpose(1, 2)
-        if pos is None:  # plain causal attention over the given sequence
+        if cols is None:  # plain causal attention over the given sequence
             y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=self.gqa)
-        else:  # write into the static cache at positions pos..pos+T-1, attend to 0..pos+T-1
-            self.k_cache[:B, :, pos:pos + T] = k
-            self.v_cache[:B, :, pos:pos + T] = v
-            k, v = self.k_cache[:B, :, : pos + T], self.v_cache[:B, :, : pos + T]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.gqa)
-        return self.wo(y.transpose(1, 2).reshape(B, T, H * self.hd))
+        else:
+            kc, vc = self.k_cache, self.v_cache
+            if kc.shape[0] != B:
+                kc, vc = kc[:B], vc[:B]
+            if isinstance(cols, int):
+                kc[:, :, cols:cols + T] = k
+                vc[:, :, cols:cols + T] = v
+            else:
+                kc.index_copy_(2, cols, k)
+                vc.index_copy_(2, cols, v)
+            y = F.scaled_dot_product_attention(q, kc[:, :, :span], vc[:, :, :span], attn_mask=mask,
+                                               enable_gqa=self.gqa)
+        return F.linear(y.transpose(1, 2).reshape(B, T, H * self.hd), self.wo.weight)
 
 
 class MLP(nn.Module):
@@ -170,8 +190,8 @@ class MLP(nn.Module):
         self.w2 = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
 
     def forward(self, x):
-        gate, up = self.w13(x).split(self.inter, dim=-1)
-        return self.w2(F.silu(gate) * up)
+        gate, up = F.linear(x, self.w13.weight).split(self.inter, dim=-1)
+        return F.linear(F.silu(gate) * up, self.w2.weight)
 
 
 class Block(nn.Module):
@@ -182,8 +202,9 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, pos: int | None = None, mask: torch.Tensor | None = None):
-        h = x + self.attn(self.attn_norm(x), cos, sin, pos, mask)
+    def forward(self, x, cos, sin, cols: int | torch.Tensor | None = None, span: int = 0,
+                mask: torch.Tensor | None = None):
+        h = x + self.attn(self.attn_norm(x), cos, sin, cols, span, mask)
         return h + self.mlp(self.mlp_norm(h))
 
 
@@ -199,6 +220,11 @@ class Llama(nn.Module):
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None  # float32 cos/sin tables [S, 1, hd]
         self._rope_cast: dict = {}
         self.cache_len = 0
+        self.cache_batch = 0
+        self._cols: torch.Tensor | None = None  # arange(S): cache column indices
+        self._causal: torch.Tensor | None = None  # [S, S] bool, row c: columns 0..c
+        self._pad: torch.Tensor | None = None  # [B] left-padding per row; None = no padding
+        self._key_ok: torch.Tensor | None = None  # [B, 1, S] bool: not a pad column
         if self.output.weight.device.type != "meta":
             self.init_weights()
 
@@ -218,13 +244,16 @@ class Llama(nn.Module):
 
     # -- rotary tables ----------------------------------------------------------------------
     def rope(self, start: int, length: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) for positions start..start+length-1, [length, 1, hd]; sin's first half is negated."""
         need = start + length
         if self._rope is None or self._rope[0].shape[0] < need or self._rope[0].device != torch.device(device):
             size = max(need, 256 if self._rope is None else 2 * self._rope[0].shape[0])
             inv = rope_inv_freq(self.config).to(device)
             freqs = torch.outer(torch.arange(size, device=device, dtype=torch.float32), inv)
             emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]
-            self._rope = (emb.cos(), emb.sin())
+            sin = emb.sin()
+            sin[..., : inv.shape[0]].neg_()  # the sign of rotate-half (see apply_rope)
+            self._rope = (emb.cos(), sin)
             self._rope_cast = {}
         if dtype not in self._rope_cast:
             self._rope_cast[dtype] = (self._rope[0].to(dtype), self._rope[1].to(dtype))
@@ -269,35 +298,89 @@ class Llama(nn.Module):
         return outs
 
     # -- cached forwards for decoding -------------------------------------------------------
-    def setup_cache(self, max_seq_len: int, batch_size: int = 1) -> None:
-        """(Re)allocate the per-layer KV cache if it is too small or on the wrong device/dtype."""
+    def setup_cache(self, max_seq_len: int, batch_size: int = 1, pad: Sequence[int] | None = None) -> None:
+        """Make the KV cache hold ``batch_size`` rows of ``max_seq_len`` columns and set each row's left padding.
+
+        The buffers are reallocated only when too small or on the wrong device/dtype, so a compiled decode step
+        keeps seeing the same shapes. ``pad[b]``: number of pad columns in front of row b's prompt (None = none)."""
         w = self.output.weight
         a = self.layers[0].attn
         ok = (a.k_cache is not None and a.k_cache.shape[0] >= batch_size and a.k_cache.shape[2] >= max_seq_len
               and a.k_cache.dtype == w.dtype and a.k_cache.device == w.device)
-        if ok:
+        if not ok:
+            S = max(max_seq_len, self.cache_len if a.k_cache is not None and a.k_cache.device == w.device else 0)
+            shape = (max(batch_size, self.cache_batch), self.config.n_kv_heads, S, self.config.head_dim)
+            for layer in self.layers:
+                layer.attn.k_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
+                layer.attn.v_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
+            self.cache_len, self.cache_batch = S, shape[0]
+            self._cols = torch.arange(S, device=w.device)
+            self._causal = torch.ones(S, S, dtype=torch.bool, device=w.device).tril()
+            self.rope(0, S, w.dtype, w.device)  # the rotary table covers every cache column from now on
+        self._set_padding(pad, batch_size)
+
+    def _set_padding(self, pad: Sequence[int] | None, batch_size: int) -> None:
+        if pad is None or not any(pad):
+            self._pad = self._key_ok = None
             return
-        shape = (batch_size, self.config.n_kv_heads, max_seq_len, self.config.head_dim)
-        for layer in self.layers:
-            layer.attn.k_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
-            layer.attn.v_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
-        self.cache_len = max_seq_len
+        if len(pad) != batch_size or min(pad) < 0:
+            raise ValueError(f"pad must hold {batch_size} non-negative counts, got {list(pad)}")
+        self._pad = torch.tensor(list(pad), dtype=torch.long, device=self._cols.device)
+        self._key_ok = (self._cols[None, :] >= self._pad[:, None])[:, None, :]  # [B, 1, S]
 
-    def run_layers(self, x: torch.Tensor, pos: int, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """Run layers[start:end] on tokens at positions pos..pos+T-1 using/updating the KV cache.
+    def _rope_at(self, cols: int | torch.Tensor, T: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for the T columns from ``cols``: [T, 1, hd], or [B, T, 1, hd] when rows are padded."""
+        if self._pad is None and isinstance(cols, int):
+            return self.rope(cols, T, h.dtype, h.device)
+        cos, sin = self.rope(0, self.cache_len, h.dtype, h.device)
+        idx = self._cols[cols:cols + T] if isinstance(cols, int) else cols
+        if self._pad is not None:  # a row's positions count from its first real token
+            idx = (idx[None, :] - self._pad[:, None]).clamp_min(0)
+        return cos[idx], sin[idx]
 
-        ``x`` is token ids [B, T] when ``start == 0`` and hidden states [B, T, dim] otherwise.
+    def _mask(self, cols: int | torch.Tensor, T: int, span: int) -> torch.Tensor | None:
+        """Which of the ``span`` cache columns each query may attend to: [T, span], or [B, 1, T, span] if padded.
+
+        Columns after a query's own (stale or not yet written) are hidden; pad columns are hidden except from
+        the pad query itself (so no softmax row is empty)."""
+        if isinstance(cols, int):
+            rows = self._causal[cols:cols + T, :span]
+            if self._key_ok is None:
+                return None if T == 1 else rows
+            own = self._cols[cols:cols + T, None] == self._cols[None, :span]
+        else:
+            rows = self._causal.index_select(0, cols)
+            if self._key_ok is None:
+                return rows
+            own = cols[:, None] == self._cols[None, :]
+        return (rows & (self._key_ok[..., :span] | own))[:, None]
+
+    def run_layers(self, x: torch.Tensor, pos: int | torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Run layers[start:end] on T tokens using/updating the KV cache.
+
+        ``pos``: an int (the tokens sit at cache columns pos..pos+T-1; attention reads the cache prefix only) or a
+        LongTensor [T] of columns (attention reads the whole cache through a mask: static shapes, see
+        ``decode_step``). ``x`` is token ids [B, T] when ``start == 0`` and hidden states [B, T, dim] otherwise.
         Returns the hidden state after layer ``end - 1`` (pre final norm)."""
         end = self.config.n_layers if end is None else end
         h = self.embed(x) if start == 0 else x
         T = h.shape[1]
-        if pos + T > self.cache_len:
-            raise ValueError(f"KV cache too small: need {pos + T} positions, have {self.cache_len}")
-        cos, sin = self.rope(pos, T, h.dtype, h.device)
-        mask = None
-        if T > 1:  # query i (position pos+i) may attend to keys 0..pos+i
-            mask = torch.ones(T, pos + T, dtype=torch.bool, device=h.device).tril(diagonal=pos)
+        if isinstance(pos, int):
+            if pos + T > self.cache_len:
+                raise ValueError(f"KV cache too small: need {pos + T} positions, have {self.cache_len}")
+            span = pos + T
+        else:
+            span = self.cache_len
+        cos, sin = self._rope_at(pos, T, h)
+        mask = self._mask(pos, T, span)
         layers = self.layers
         for i in range(start, end):
-            h = layers[i](h, cos, sin, pos, mask)
+            h = layers[i](h, cos, sin, pos, span, mask)
         return h
+
+    def decode_step(self, x: torch.Tensor, cols: torch.Tensor, start: int, end: int,
+                    with_head: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One static-shape step (the unit ``torch.compile`` captures): layers[start:end] on the tokens at cache
+        columns ``cols``, plus the shared head when ``with_head``. Returns (hidden, logits or None)."""
+        h = self.run_layers(x, cols, start, end)
+        return h, (self.head(h) if with_head else None)

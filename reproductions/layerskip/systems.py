@@ -1,23 +1,29 @@
 """Suite systems (``suite.interfaces.System``) for LayerSkip decoding on our Llama.
 
 params: ``model`` (alias in ``ctx.artifacts``, else local dir or HF repo id), ``exit_layer``,
-``num_speculations``, ``dtype`` ("float32" | "bfloat16" | "float16"), ``reuse_cache`` (True),
-``sample`` (False), ``temperature`` (0.6), ``top_p`` (0.9), ``top_k`` (0), ``seed`` (ctx.seed),
-``warmup`` (True).
+``num_speculations``, ``dtype`` ("float32" | "bfloat16" | "float16"; default ``ctx.dtype``),
+``reuse_cache`` (True), ``sample`` (False), ``temperature`` (0.6), ``top_p`` (0.9), ``top_k`` (0),
+``seed`` (ctx.seed), ``warmup`` (True), ``compile`` (False: torch.compile'd static-shape decode steps),
+``batch_size`` (1; the runner's batch), ``device`` (default ``ctx.device``; LayerSkip Tables 7 and 11 were
+measured on a CPU, so their specs pin ``cpu``).
+
+``predict`` decodes a batch of requests together (left-padded, greedy) for autoregressive and early-exit
+systems; self-speculative decoding and sampling stay one request at a time (acceptance is per row, and
+sampling seeds are per example), which gives the same outputs as batch 1.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from suite.interfaces import Generation, GenerationRequest, RunContext
+from suite.interfaces import Example, Generation, GenerationRequest, RunContext
 
 from .checkpoint import checkpoint_files, load_llama, parse_dtype, resolve_checkpoint
-from .decoding import Sampling, generate
+from .decoding import DecodeStats, Sampling, generate, generate_batch
 
 IMPL_VERSION = "layerskip-ours-1"
 
@@ -27,13 +33,23 @@ def _as_bool(v: Any) -> bool:
 
 
 def _sha256_files(files: list[Path], root: Path) -> str:
+    """One digest of the checkpoint: each file's name and sha256, the latter cached by (path, size, mtime) so
+    that recognising an unchanged 13 GB checkpoint costs a stat per file, not a read."""
+    from suite.checksums import sha256_cached
+
     h = hashlib.sha256()
     for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        h.update(str(f.relative_to(root)).encode() + b"\0" + sha256_cached(f).encode() + b"\0")
     return h.hexdigest()
+
+
+def _checkpoint_dir(params: Mapping[str, Any], ctx: RunContext) -> Path:
+    name = str(params["model"])
+    return resolve_checkpoint(ctx.artifacts.get(name, name) if ctx.artifacts else name)
+
+
+def _dtype(params: Mapping[str, Any], ctx: RunContext) -> torch.dtype:
+    return parse_dtype(params.get("dtype") or getattr(ctx, "dtype", None) or "float32")
 
 
 class _LayerSkipSystem:
@@ -43,11 +59,9 @@ class _LayerSkipSystem:
         from transformers import AutoTokenizer
 
         self.params = dict(params)
-        name = str(params["model"])
-        src = ctx.artifacts.get(name, name) if ctx.artifacts else name
-        self.ckpt = resolve_checkpoint(src)
-        self.device = ctx.device or "cpu"
-        self.dtype = parse_dtype(params.get("dtype") or "float32")
+        self.ckpt = _checkpoint_dir(params, ctx)
+        self.device = str(params.get("device") or ctx.device or "cpu")  # a table measured on CPU pins "cpu"
+        self.dtype = _dtype(params, ctx)
         self.model = load_llama(self.ckpt, dtype=self.dtype, device=self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.ckpt))
         L = self.model.config.n_layers
@@ -58,10 +72,15 @@ class _LayerSkipSystem:
         self.sampling = Sampling(sample=_as_bool(params.get("sample", False)), temperature=float(params.get("temperature", 0.6)),
                                  top_k=int(params.get("top_k", 0)), top_p=float(params.get("top_p", 0.9)))
         self.seed = int(params.get("seed", ctx.seed))
+        self.compile = _as_bool(params.get("compile", False))
         self.eos = self._eos_ids()
         self._sha = _sha256_files(checkpoint_files(self.ckpt), self.ckpt)
-        if _as_bool(params.get("warmup", True)):  # first-call allocations and kernel selection stay out of timings
+        if _as_bool(params.get("warmup", True)):  # first-call allocations, kernel choice, compilation: not timed
             self._generate_ids(self._encode("hello"), 4, None, "warmup")
+            batch = int(params.get("batch_size", 1))
+            if batch > 1 and self.strategy != "self_speculative" and not self.sampling.sample:
+                generate_batch(self.model, [self._encode("hello")] * batch, 4, exit_layer=self.exit_layer,
+                               compile=self.compile)
 
     def _eos_ids(self) -> list[int]:
         ids: set[int] = set()
@@ -90,24 +109,50 @@ class _LayerSkipSystem:
             gen = torch.Generator(device=self.device).manual_seed(seed)
         return generate(self.model, ids, max_new, strategy=self.strategy, exit_layer=self.exit_layer,
                         num_speculations=self.num_speculations, reuse_cache=self.reuse_cache,
-                        eos_token_ids=self.eos, stop_fn=stop_fn, sampling=self.sampling, generator=gen)
+                        eos_token_ids=self.eos, stop_fn=stop_fn, sampling=self.sampling, generator=gen,
+                        compile=self.compile)
+
+    @classmethod
+    def _identity(cls, sha: str, dtype: torch.dtype, device: str) -> dict[str, Any]:
+        return {"checkpoint_sha256": sha, "impl": IMPL_VERSION, "strategy": cls.strategy,
+                "dtype": str(dtype).removeprefix("torch."), "device": str(device)}
 
     def identity(self) -> Mapping[str, Any]:
-        return {"checkpoint_sha256": self._sha, "impl": IMPL_VERSION, "strategy": self.strategy,
-                "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device)}
+        return self._identity(self._sha, self.dtype, self.device)
+
+    @classmethod
+    def cheap_identity(cls, params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
+        """``identity()`` without loading the model, so the runner reuses a finished run without building us."""
+        ckpt = _checkpoint_dir(params, ctx)
+        return cls._identity(_sha256_files(checkpoint_files(ckpt), ckpt), _dtype(params, ctx), ctx.device or "cpu")
 
     def _decode(self, toks: list[int]) -> str:
         # generated tokens only, as the official code decodes them (SentencePiece drops a leading space)
         return self.tokenizer.decode(toks, skip_special_tokens=True)
 
+    def _stop_fn(self, request: GenerationRequest):
+        stops = tuple(x for x in request.stop if x)
+        return (lambda toks: any(x in self._decode(toks) for x in stops)) if stops else None
+
+    def _output(self, request: GenerationRequest, toks: list[int], st: DecodeStats) -> Generation:
+        text = self._decode(toks)
+        cut = min((i for i in (text.find(x) for x in request.stop if x) if i >= 0), default=len(text))
+        return Generation(text=text[:cut], stats=st.as_dict())
+
     def generate(self, request: GenerationRequest, example) -> Generation:
         ids = self._encode(request.prompt)
-        stops = tuple(s for s in request.stop if s)
-        stop_fn = (lambda toks: any(s in self._decode(toks) for s in stops)) if stops else None
-        toks, st = self._generate_ids(ids, request.max_new_tokens, stop_fn, getattr(example, "id", ""))
-        text = self._decode(toks)
-        cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-        return Generation(text=text[:cut], stats=st.as_dict())
+        toks, st = self._generate_ids(ids, request.max_new_tokens, self._stop_fn(request), getattr(example, "id", ""))
+        return self._output(request, toks, st)
+
+    def predict(self, requests: Sequence[GenerationRequest], examples: Sequence[Example]) -> list[Generation]:
+        if len(requests) < 2 or self.strategy == "self_speculative" or self.sampling.sample:
+            return [self.generate(r, e) for r, e in zip(requests, examples)]
+        toks, stats = generate_batch(self.model, [self._encode(r.prompt) for r in requests],
+                                     [r.max_new_tokens for r in requests], exit_layer=self.exit_layer,
+                                     eos_token_ids=self.eos, stop_fns=[self._stop_fn(r) for r in requests],
+                                     compile=self.compile)
+        return [self._output(r, t, st) for r, t, st in zip(requests, toks, stats)]
+
 
 class LayerSkipAR(_LayerSkipSystem):
     strategy = "autoregressive"

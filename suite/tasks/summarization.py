@@ -16,9 +16,9 @@ Data sources (``source=``):
   (``Locke 's``); ROUGE via rouge-score's tokenizer is insensitive to that spacing.
 * ``"jsonl"``: a user file named by ``REPRO_CNNDM_JSONL`` (fields ``article``, ``highlights``, optional ``id``)
   or ``REPRO_XSUM_JSONL`` (fields ``document``, ``summary``, optional ``id``).
-* ``"hf"``: the official Hugging Face splits (``cnn_dailymail``/``abisee/cnn_dailymail`` config 3.0.0,
-  ``xsum``/``EdinburghNLP/xsum``) when their parquet or arrow files are already in the local HF hub or datasets
-  cache. Nothing is downloaded: the suite runs offline.
+* ``"hf"``: the official Hugging Face splits (``abisee/cnn_dailymail`` config 3.0.0, ``EdinburghNLP/xsum``),
+  loaded with Hugging Face ``datasets`` from its local cache, offline. ``repro data fetch cnn_dm`` (or ``xsum``)
+  downloads them into that cache once; runs never download.
 * ``"auto"`` (default): the user JSONL if its variable is set, else (CNN/DM) the FRANK file if present under the
   data root, else the HF cache; otherwise a one-line error saying where to get the data.
 
@@ -39,6 +39,8 @@ Metrics per example: ROUGE-1, ROUGE-2 and ROUGE-L F-measures from the reference 
 ``ROUGEScore``, whose default normaliser (lowercase, non-alphanumerics to spaces, whitespace split) is
 rouge-score's tokenizer; with one reference and no stemming both give the same F-measures (torchmetrics'
 ``rougeL`` is the sentence-level LCS, like rouge-score's ``rougeL``, not ``rougeLsum``).
+``rougeLsum`` (summary-level LCS over sentences, the ROUGE-L of ROUGE-1.5.5 that extractive-baseline papers
+report) is added for the sanity table; sentences come from ``suite.metrics.split_sentences``.
 """
 from __future__ import annotations
 
@@ -47,9 +49,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from suite.data import DataFile, DataMissing, hf_cache_dirs
+from suite import hf_data
+from suite.data import DataFile, DataMissing
 from suite.interfaces import Example, Generation, GenerationRequest
-from suite.metrics import rouge_n_f
+from suite.metrics import rouge_lsum_f, rouge_n_f
 from suite.provenance import sha256_file
 
 STOP = ("\nArticle:", "\n\n")
@@ -89,58 +92,18 @@ def shot_permutation(n: int, seed: int) -> list[int]:
 
 
 
-def _is_split_file(p: Path, split: str) -> bool:
-    stem = p.name.split(".")[0]
-    return (stem == split or stem.startswith(f"{split}-") or p.parent.name == split
-            or stem.endswith(f"-{split}") or f"-{split}-" in stem)
-
-
-def hf_cache_files(repos: Sequence[str], config: str | None, split: str) -> list[Path]:
-    """Parquet (hub cache) or arrow (datasets cache) files of one split, in shard order; [] when absent."""
-    for hub in hf_cache_dirs("hub"):
-        for repo in repos:
-            snaps = hub / ("datasets--" + repo.replace("/", "--")) / "snapshots"
-            if not snaps.is_dir():
-                continue
-            for snap in sorted(snaps.iterdir(), key=lambda s: s.stat().st_mtime, reverse=True):
-                files = [p for p in snap.rglob("*.parquet") if _is_split_file(p, split)]
-                if config is not None:
-                    with_config = [p for p in files if config in p.relative_to(snap).parts]
-                    files = with_config or files
-                if files:
-                    return sorted(files)
-    for cache in hf_cache_dirs("datasets"):
-        for repo in repos:
-            base = cache / repo.replace("/", "___")
-            if not base.is_dir():
-                continue
-            roots = [base / config] if config and (base / config).is_dir() else [base]
-            for root in roots:
-                files = [p for p in root.rglob("*.arrow")
-                         if _is_split_file(p, split) and not p.name.startswith("cache-")]
-                if files:  # one builder version/hash: the most recent directory
-                    newest = max({p.parent for p in files}, key=lambda d: d.stat().st_mtime)
-                    return sorted(p for p in files if p.parent == newest)
-    return []
-
-
-def _read_table_rows(files: Sequence[Path], columns: Sequence[str]) -> list[dict[str, Any]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows: list[dict[str, Any]] = []
-    for f in files:
-        if f.suffix == ".parquet":
-            table = pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names])
-        else:
-            with open(f, "rb") as fh:
-                try:
-                    table = pa.ipc.open_stream(fh).read_all()
-                except pa.ArrowInvalid:
-                    fh.seek(0)
-                    table = pa.ipc.open_file(fh).read_all()
-        rows.extend(table.select([c for c in columns if c in table.column_names]).to_pylist())
-    return rows
+def hf_rows(repos: Sequence[str], config: str | None, split: str,
+            columns: Sequence[str]) -> tuple[list[dict[str, Any]], list[Path], str] | None:
+    """Rows of one split from the local HF datasets cache (first repo id found), the arrow files read, and the
+    repo id; None when no repo id has the split cached."""
+    for repo in repos:
+        try:
+            ds = hf_data.load_split(repo, config, split)
+        except DataMissing:
+            continue
+        keep = [c for c in columns if c in ds.column_names]
+        return ds.select_columns(keep).to_list(), [Path(f["filename"]) for f in ds.cache_files], repo
+    return None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -185,6 +148,7 @@ class _SummarizationTask:
         self.shot_pool = ""
         self.deviations: tuple[str, ...] = ()
         self._loaded: dict[str, tuple[list[dict[str, Any]], list[Path], str]] = {}
+        self._hf: dict[str, tuple[list[dict[str, Any]], list[Path], str] | None] = {}
 
     # -- where the rows come from --------------------------------------------------------------------------------
     def _missing_message(self, data_root: Path | None) -> str:
@@ -203,12 +167,18 @@ class _SummarizationTask:
             raise DataMissing(f"{self.jsonl_env}={value}: no such file")
         return self._normalise(_read_jsonl(path), str(path)), [path], f"jsonl:{path}"
 
+    def _hf_split(self, split: str) -> tuple[list[dict[str, Any]], list[Path], str] | None:
+        """One split from the HF datasets cache, read once per task object (the train split is large)."""
+        if split not in self._hf:
+            self._hf[split] = hf_rows(self.hf_repos, self.hf_config, split, ["id", self.doc_field, self.sum_field])
+        return self._hf[split]
+
     def _hf_source(self, split: str) -> tuple[list[dict[str, Any]], list[Path], str] | None:
-        files = hf_cache_files(self.hf_repos, self.hf_config, split)
-        if not files:
+        found = self._hf_split(split)
+        if found is None:
             return None
-        rows = _read_table_rows(files, ["id", self.doc_field, self.sum_field])
-        return self._normalise(rows, str(files[0])), files, f"hf-cache:{self.hf_repos[0]}:{split}"
+        rows, files, repo = found
+        return self._normalise(rows, str(files[0]) if files else repo), files, f"hf-cache:{repo}:{split}"
 
     def _normalise(self, rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
         """Rows as {id, doc, summary}; ids fall back to the row index."""
@@ -247,10 +217,10 @@ class _SummarizationTask:
 
     def _train_shots(self) -> tuple[list[tuple[str, str]], list[Path]] | None:
         """The paper's shots: train split shuffled with the seed, first n rows (only from the offline HF cache)."""
-        files = hf_cache_files(self.hf_repos, self.hf_config, "train")
-        if not files:
+        found = self._hf_split("train")
+        if found is None:
             return None
-        rows = _read_table_rows(files, [self.doc_field, self.sum_field])
+        rows, files, _ = found
         perm = shot_permutation(len(rows), self.seed)[: self.shots]
         return [(rows[i][self.doc_field], rows[i][self.sum_field]) for i in perm], files
 
@@ -259,8 +229,8 @@ class _SummarizationTask:
         rows, files, _ = self._load(split, data_root)
         extra = []
         if self.shots > 0:
-            train = hf_cache_files(self.hf_repos, self.hf_config, "train")
-            extra = [f for f in train if f not in files]
+            train = self._hf_split("train")
+            extra = [f for f in (train[1] if train else []) if f not in files]
         return list(files) + extra
 
     def examples(self, split: str, data_root: Path | None) -> Iterator[Example]:
@@ -275,10 +245,12 @@ class _SummarizationTask:
                 self.shot_pool = f"train split, default_rng({self.seed}).permutation, first {self.shots}"
             else:
                 if len(rows) <= self.shots:
-                    raise ValueError(f"{self.name}: {len(rows)} rows cannot give {self.shots} shots besides the article")
+                    raise ValueError(f"{self.name}: {len(rows)} rows cannot give {self.shots} shots besides the "
+                                     f"article")
                 self.shot_pool = (f"no train split available: shots from the evaluated file itself, "
                                   f"default_rng({self.seed}).permutation order, skipping the evaluated article")
-                deviations.append("shots drawn from the test file (excluding the evaluated article), not the train split")
+                deviations.append("shots drawn from the test file (excluding the evaluated article), not the train "
+                                  "split")
         else:
             self.shot_pool = "0-shot"
         if self.stop:
@@ -304,8 +276,10 @@ class _SummarizationTask:
     def score(self, example: Example, output: Generation) -> dict[str, float]:
         pred = output.text.lower()
         ref = example.data["reference"].lower()
+        # rougeLsum splits sentences on the original casing (the splitter needs capitals); rouge-score lowercases.
         return {"rouge1": rouge_n_f(pred, ref, 1), "rouge2": rouge_n_f(pred, ref, 2),
-                "rougeL": rouge_n_f(pred, ref, "L")}  # type: ignore[arg-type]
+                "rougeL": rouge_n_f(pred, ref, "L"),  # type: ignore[arg-type]
+                "rougeLsum": rouge_lsum_f(output.text, example.data["reference"])}
 
 
 class CnnDmTask(_SummarizationTask):
@@ -336,10 +310,10 @@ class CnnDmTask(_SummarizationTask):
         return self._normalise(_read_jsonl(path), str(path)), [path], "frank:cnndm-test-250"
 
     def _missing_message(self, data_root: Path | None) -> str:
-        where = f"REPRO_DATA_DIR={data_root}" if data_root else "REPRO_DATA_DIR (unset)"
-        return (f"cnn_dm: no data: put {FRANK_CNNDM.relpath} under {where}, or set REPRO_CNNDM_JSONL to a JSONL with "
-                f"article/highlights, or fetch the HF files (online: `huggingface-cli download abisee/cnn_dailymail "
-                f"--repo-type dataset --include '3.0.0/*'`) into the HF cache")
+        where = f"the data root {data_root}" if data_root else "the data root (REPRO_DATA_DIR)"
+        return (f"cnn_dm: no data: run `repro data fetch cnn_dm` (loads abisee/cnn_dailymail 3.0.0 into the HF "
+                f"datasets cache {hf_data.datasets_cache()}; copy that cache to an offline machine), or put "
+                f"{FRANK_CNNDM.relpath} under {where}, or set REPRO_CNNDM_JSONL to a JSONL with article/highlights")
 
 
 class XsumTask(_SummarizationTask):
@@ -357,8 +331,6 @@ class XsumTask(_SummarizationTask):
         super().__init__(shots=shots, max_new_tokens=max_new_tokens, source=source, seed=seed, stop=stop)
 
     def _missing_message(self, data_root: Path | None) -> str:
-        return ("xsum: the XSUM test split is not available offline: on a machine with internet run "
-                "`huggingface-cli download EdinburghNLP/xsum --repo-type dataset --revision refs/convert/parquet "
-                "--include 'default/*'` (the official split as parquet, into the HF hub cache; copy that cache here), "
-                "or set REPRO_XSUM_JSONL "
-                "to a JSONL of the official test split with fields id, document, summary")
+        return (f"xsum: the XSUM test split is not in the HF datasets cache {hf_data.datasets_cache()}: run "
+                f"`repro data fetch xsum` (loads EdinburghNLP/xsum there; copy that cache to an offline machine), "
+                f"or set REPRO_XSUM_JSONL to a JSONL of the official test split with fields id, document, summary")

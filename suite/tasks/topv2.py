@@ -96,20 +96,38 @@ def read_rows(path: Path) -> Iterator[tuple[int, str, str, str]]:
     """(row index from 0 after the header, domain, utterance, semantic_parse) in file order."""
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader)
+        header = next(reader, [])
         if [h.strip() for h in header[:3]] != ["domain", "utterance", "semantic_parse"]:
-            raise ValueError(f"{path}: unexpected header {header}")
+            raise ValueError(f"{path}:1: unexpected header {header} (expected domain, utterance, semantic_parse)")
         for i, row in enumerate(reader):
             if len(row) != 3:
-                raise ValueError(f"{path}: row {i} has {len(row)} columns")
+                raise ValueError(f"{path}:{reader.line_num}: row has {len(row)} columns, expected 3 "
+                                 f"(domain, utterance, semantic_parse)")
             yield i, row[0], row[1], row[2]
+
+
+def verified_file(domain: str, split: str, data_root: Path | None) -> Path:
+    """The official TSV, or a one-line error if its sha256 differs (cached by path, size and mtime)."""
+    from suite.checksums import verify
+
+    df = data_file(domain, split)
+    return verify(df.resolve(data_root, download=False), df.sha256, f"TOPv2 {Path(df.relpath).name}")
 
 
 class TopV2Task:
     name = "topv2"
     main_metric = "exact_match"
 
-    def __init__(self, domains: Sequence[str] | str = DOMAINS, max_new_tokens: int = MAX_NEW_TOKENS):
+    def __init__(self, domains: Sequence[str] | str = DOMAINS, max_new_tokens: int = MAX_NEW_TOKENS,
+                 check_sha256: bool = True, sample: int | None = None, sample_seed: int = 0):
+        self.check_sha256 = bool(check_sha256)
+        """False only for hand-made TSVs (tests); it is a task option, so it is part of the run spec."""
+        self.sample = None if sample is None else int(sample)
+        """Evaluate a seeded random subset of this many examples, kept in file order (LayerSkip Table 6 times
+        1,000 sampled examples); None = every example."""
+        self.sample_seed = int(sample_seed)
+        if self.sample is not None and self.sample < 1:
+            raise ValueError(f"topv2: sample must be >= 1, got {self.sample}")
         if isinstance(domains, str):
             domains = tuple(d for d in domains.split(",") if d)
         self.domains = tuple(domains)
@@ -119,9 +137,22 @@ class TopV2Task:
         self.max_new_tokens = int(max_new_tokens)
 
     def data_files(self, split: str, data_root: Path | None) -> list[Path]:
+        if self.check_sha256:
+            return [verified_file(d, split, data_root) for d in self.domains]
         return [data_file(d, split).resolve(data_root, download=False) for d in self.domains]
 
     def examples(self, split: str, data_root: Path | None) -> Iterator[Example]:
+        every = self._all_examples(split, data_root)
+        if self.sample is None:
+            yield from every
+            return
+        rows = list(every)
+        import random
+
+        keep = set(random.Random(self.sample_seed).sample(range(len(rows)), min(self.sample, len(rows))))
+        yield from (ex for i, ex in enumerate(rows) if i in keep)
+
+    def _all_examples(self, split: str, data_root: Path | None) -> Iterator[Example]:
         split = canonical_split(split)
         for domain, path in zip(self.domains, self.data_files(split, data_root)):
             for i, dom, utt, parse in read_rows(path):

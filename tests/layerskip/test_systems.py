@@ -70,3 +70,38 @@ def test_identity_and_sampling(ckpt):
     req = GenerationRequest(prompt="w5", max_new_tokens=6)
     a, b = ss.generate(req, Example("e1", {})), ss.generate(req, Example("e1", {}))
     assert a.text == b.text  # per-example seeding is reproducible
+
+
+def test_predict_batches_like_one_at_a_time(ckpt):
+    """A batch through ``predict`` (left-padded, greedy) gives each request what it gets alone, stops included."""
+    ar, ee, ss = _systems(ckpt, batch_size=3)
+    reqs = [GenerationRequest(prompt="w1 w2 w3", max_new_tokens=9),
+            GenerationRequest(prompt="w7", max_new_tokens=4),
+            GenerationRequest(prompt="w4 w5 w6 w7 w8 w9", max_new_tokens=9)]
+    exs = [Example(f"e{i}", {}) for i in range(3)]
+    alone = ar.generate(reqs[2], exs[2]).text
+    reqs[2] = GenerationRequest(prompt=reqs[2].prompt, max_new_tokens=9, stop=(" " + alone.split()[3],))
+    for s in (ar, ee, ss):
+        got = s.predict(reqs, exs)
+        want = [s.generate(r, e) for r, e in zip(reqs, exs)]
+        assert [g.text for g in got] == [w.text for w in want]
+        assert [g.stats["generated_tokens"] for g in got] == [w.stats["generated_tokens"] for w in want]
+    got = ar.predict(reqs, exs)
+    assert len(got[1].text.split()) == 4 and got[2].text == " ".join(alone.split()[:3])
+    assert got[0].stats["batch_size"] == 3
+    assert ss.predict(reqs, exs)[0].stats["batch_size"] == 1  # self-speculative decodes one request at a time
+
+
+def test_compile_param_gives_identical_outputs(ckpt, monkeypatch):
+    """``compile=True`` switches to the static-shape step (checked here without the compiler itself; the real
+    torch.compile run is in test_decoding_batch's slow test)."""
+    from reproductions.layerskip import decoding
+
+    plain = _systems(ckpt)
+    monkeypatch.setattr(decoding, "compiled_step", lambda model, mode=None: model.decode_step)
+    static = _systems(ckpt, compile="true")
+    reqs = [GenerationRequest(prompt="w1 w2 w3", max_new_tokens=10), GenerationRequest(prompt="w9", max_new_tokens=10)]
+    exs = [Example("a", {}), Example("b", {})]
+    for p, s in zip(plain, static):
+        assert s.compile and not p.compile
+        assert [g.text for g in s.predict(reqs, exs)] == [g.text for g in p.predict(reqs, exs)]

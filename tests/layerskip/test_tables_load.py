@@ -33,7 +33,7 @@ def test_loads_and_resolves(path, profile, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["table3_generation.yaml", "table3_generation_13b.yaml",
-                                  "table1_continual_pretraining.yaml"])
+                                  "table1_continual_pretraining.yaml", "table2_continual_pretraining_llama3.yaml"])
 def test_released_weight_tables_run_only_at_paper(name):
     for profile in ("smoke", "mini"):
         assert load_table(TABLES / name, profile).skipped

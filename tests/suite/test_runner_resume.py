@@ -1,13 +1,19 @@
-"""A run killed mid-way resumes and counts every example exactly once."""
+"""A run killed mid-way resumes and counts every example exactly once; a finished run is reused without
+building its system; records of a changed checkpoint are discarded."""
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import pytest
+
+from suite.interfaces import Generation, OneAtATime
 from suite.records import read_jsonl as read_records
+from suite.registry import SYSTEMS
 from suite.runner import execute
 from suite.spec import RunSpec
 
@@ -57,3 +63,94 @@ def test_finished_run_is_reused_and_force_recomputes(tmp_path):
     prov = forced.metrics["provenance"]
     assert set(prov) >= {"git", "packages", "hardware", "seeds", "data_files"}
     assert any(p.endswith("HumanEval.jsonl.gz") for p in prov["data_files"])
+
+
+# ----------------------------------------------------------------------------- reuse and stale records
+
+
+class _FileModel(OneAtATime):
+    """A 'model' whose weights are a text file: it answers with the file's content (the expected parse when
+    the file holds 'good'), and its identity is the file's content, as a checkpoint sha256 would be."""
+
+    built = 0
+    fail_on_build = False
+
+    def __init__(self, params, ctx):
+        if type(self).fail_on_build:
+            raise AssertionError("the system was built although the finished run could be reused")
+        type(self).built += 1
+        self.weights = Path(params["model"]).read_text()
+
+    @classmethod
+    def cheap_identity(cls, params, ctx):
+        return {"weights": Path(params["model"]).read_text()}
+
+    def identity(self):
+        return {"weights": self.weights}
+
+    def generate(self, request, example):
+        return Generation(example.data["canonical_solution"] if self.weights == "good" else "    return None\n")
+
+
+@pytest.fixture
+def file_model(tmp_path):
+    name = f"file-model-{uuid.uuid4().hex[:8]}"
+    cls = type(name, (_FileModel,), {"built": 0, "fail_on_build": False})
+    SYSTEMS.register(name, cls)
+    weights = tmp_path / "weights.txt"
+    weights.write_text("good")
+    return name, cls, weights
+
+
+def test_finished_run_is_reused_without_building_the_system(tmp_path, file_model):
+    name, cls, weights = file_model
+    spec = RunSpec.make("humaneval", name, "smoke", limit=2, params={"model": str(weights)})
+    first = execute(spec, root=tmp_path / "runs", data_root=None, quiet=True)
+    assert not first.reused and cls.built == 1
+    cls.fail_on_build = True  # e.g. a 13 GB model: loading it just to learn that nothing changed is not allowed
+    again = execute(spec, root=tmp_path / "runs", data_root=None, quiet=True)
+    assert again.reused and again.metrics == first.metrics
+    weights.write_text("bad")  # the checkpoint behind the alias changed: now the system must be built
+    with pytest.raises(AssertionError, match="was built"):
+        execute(spec, root=tmp_path / "runs", data_root=None, quiet=True)
+
+
+def test_stale_records_are_discarded_when_the_checkpoint_changes(tmp_path, file_model):
+    name, cls, weights = file_model
+    spec = RunSpec.make("humaneval", name, "smoke", limit=3, params={"model": str(weights)})
+    first = execute(spec, root=tmp_path / "runs", data_root=None, quiet=True)
+    assert first.metrics["metrics"]["pass@1"]["value"] == 1.0
+    weights.write_text("bad")
+    second = execute(spec, root=tmp_path / "runs", data_root=None, quiet=True)
+    assert not second.reused and second.path == first.path
+    assert second.metrics["metrics"]["pass@1"]["value"] == 0.0
+    assert second.metrics["identity"] == {"weights": "bad"}
+    recs = read_records(second.path / "records.jsonl")
+    assert [r["id"] for r in recs] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    assert all(r["outputs"] == ["    return None\n"] for r in recs), "records of the old checkpoint survived"
+
+
+def test_partly_recorded_batch_is_rerun_whole(tmp_path, monkeypatch):
+    """A kill between two appends of one batch: the resumed run recomputes the batch as a whole (outputs may
+    depend on the batch's composition) and appends only what is missing."""
+    from suite import runner
+
+    spec = RunSpec.make("humaneval", "oracle", "smoke", limit=6, params={"batch_size": 3})
+    seen: list[list[str]] = []
+    real = runner._run_batch
+
+    def spy(task, system, batch, n):
+        seen.append([e.id for e in batch])
+        return real(task, system, batch, n)
+
+    path = runner.run_dir(spec, tmp_path)
+    path.mkdir(parents=True)
+    first = [f"HumanEval/{i}" for i in range(4)]  # batch 1 complete, batch 2 holds one of its three
+    with open(path / "records.jsonl", "w") as f:
+        for i in first:
+            f.write(json.dumps({"id": i, "outputs": ["x"], "scores": {"pass@1": 1.0, "rouge2": 0.0}, "stats": {}})
+                    + "\n")
+    monkeypatch.setattr(runner, "_run_batch", spy)
+    res = execute(spec, root=tmp_path, data_root=None, quiet=True)
+    assert seen == [["HumanEval/3", "HumanEval/4", "HumanEval/5"]]
+    assert [r["id"] for r in read_records(res.path / "records.jsonl")] == [f"HumanEval/{i}" for i in range(6)]

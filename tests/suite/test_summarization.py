@@ -10,18 +10,27 @@ import pytest
 from suite.data import DataMissing
 from suite.interfaces import Generation
 from suite.registry import TASKS
-from suite.tasks.summarization import (FRANK_CNNDM, STOP, CnnDmTask, XsumTask, build_prompt, format_shot,
-                                       shot_permutation)
+from suite.tasks.summarization import (
+    FRANK_CNNDM,
+    STOP,
+    CnnDmTask,
+    XsumTask,
+    build_prompt,
+    format_shot,
+    shot_permutation,
+)
 
 REAL_ROOT = os.environ.get("REPRO_DATA_DIR")
 needs_real = pytest.mark.skipif(
     not REAL_ROOT or not (Path(REAL_ROOT) / FRANK_CNNDM.relpath).is_file(),
     reason="needs the real FRANK CNN/DM file: set REPRO_DATA_DIR to a data root holding "
-           "cnn_dailymail/frank_cnndm_test_250.jsonl (e.g. /work/shared/data)")
+           "cnn_dailymail/frank_cnndm_test_250.jsonl")
 
 ARTICLES = [
-    {"id": "a1", "article": "The cat sat on the mat in Paris on Monday.", "highlights": "Cat sits on mat .\nIn Paris ."},
-    {"id": "a2", "article": "Stocks fell sharply as markets reacted to the news.", "highlights": "Stocks fell sharply ."},
+    {"id": "a1", "article": "The cat sat on the mat in Paris on Monday.",
+     "highlights": "Cat sits on mat .\nIn Paris ."},
+    {"id": "a2", "article": "Stocks fell sharply as markets reacted to the news.",
+     "highlights": "Stocks fell sharply ."},
     {"id": "a3", "article": "A new bridge opened across the river yesterday.", "highlights": "New bridge opens ."},
 ]
 
@@ -29,7 +38,7 @@ ARTICLES = [
 @pytest.fixture()
 def isolated(tmp_path, monkeypatch):
     """No HF caches, no user JSONL, no data root: only what each test sets up."""
-    for var in ("REPRO_CNNDM_JSONL", "REPRO_XSUM_JSONL", "HF_HUB_CACHE", "HF_DATASETS_CACHE"):
+    for var in ("REPRO_CNNDM_JSONL", "REPRO_XSUM_JSONL", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "REPRO_DATA_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -77,8 +86,10 @@ def test_one_shot_prefix_excludes_the_article_itself(three_articles):
         # everyone shares the first row of the permutation, except that row itself
         assert ex.data["shot_ids"] == ([first] if ex.id != first else [ARTICLES[shot_permutation(3, 42)[1]]["id"]])
     shot = next(r for r in ARTICLES if r["id"] == exs[0].data["shot_ids"][0])
-    assert exs[0].data["prompt"].startswith(f"Article: {shot['article']}\nSummary: {shot['highlights'].replace(chr(10), '')}\n\n")
-    assert "evaluated file itself" in task.shot_pool and any("shots drawn from the test file" in d for d in task.deviations)
+    shot_summary = shot["highlights"].replace("\n", "")
+    assert exs[0].data["prompt"].startswith(f"Article: {shot['article']}\nSummary: {shot_summary}\n\n")
+    assert "evaluated file itself" in task.shot_pool
+    assert any("shots drawn from the test file" in d for d in task.deviations)
     assert task.resolved_source.startswith("jsonl:") and task.data_files("test", None) == [three_articles]
 
 
@@ -96,7 +107,7 @@ def test_reference_scores_one_and_empty_scores_zero(three_articles):
     task = CnnDmTask()
     for ex in task.examples("test", None):
         s = task.score(ex, Generation(ex.data["summary"]))
-        assert s == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
+        assert s == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "rougeLsum": 1.0}
         assert task.score(ex, Generation(""))["rouge2"] == 0.0
     ex = next(iter(task.examples("test", None)))
     assert task.score(ex, Generation(ex.data["summary"].upper()))["rouge2"] == 1.0  # lowercased
@@ -110,12 +121,13 @@ def test_bad_source_and_split(three_articles):
 
 
 def test_missing_data_says_where_to_get_it(isolated):
-    with pytest.raises(DataMissing, match="frank_cnndm_test_250.jsonl.*REPRO_CNNDM_JSONL"):
+    with pytest.raises(DataMissing, match="repro data fetch cnn_dm.*frank_cnndm_test_250.jsonl.*REPRO_CNNDM_JSONL"):
         list(CnnDmTask().examples("test", None))
     with pytest.raises(DataMissing) as e:
         list(XsumTask().examples("test", None))
     msg = str(e.value)
     assert "\n" not in msg and "EdinburghNLP/xsum" in msg and "REPRO_XSUM_JSONL" in msg
+    assert "repro data fetch xsum" in msg
 
 
 def test_frank_checksum_is_verified(isolated):
@@ -139,27 +151,53 @@ def test_xsum_from_user_jsonl(isolated, monkeypatch):
     assert task.shots == 0 and task.shot_pool == "0-shot" and task.data_files("test", None) == [path]
 
 
-def test_hf_cache_parquet_with_train_shots(isolated):
+def _offline_hf_cache(tmp: Path, repo_id: str, config: str, splits: dict[str, dict[str, list]]) -> Path:
+    """What `repro data fetch cnn_dm` leaves behind: the splits prepared by `datasets` in its cache.
+
+    Built from a local copy of the hub repo's layout (parquet files + the README's config table), then
+    stored under the cache name `datasets` gives the hub repo id, so the offline load finds it.
+    """
+    import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    snap = isolated / "hf" / "hub" / "datasets--abisee--cnn_dailymail" / "snapshots" / "0123abcd" / "3.0.0"
-    snap.mkdir(parents=True)
+    from suite import hf_data
+
+    local = tmp / "hub-copy" / repo_id.split("/")[-1]
+    (local / config).mkdir(parents=True)
+    for split, cols in splits.items():
+        pq.write_table(pa.table(cols), local / config / f"{split}-00000-of-00001.parquet")
+    files = "".join(f"  - split: {s}\n    path: {config}/{s}-*\n" for s in splits)
+    (local / "README.md").write_text(f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{files}---\n")
+    cache = hf_data.datasets_cache()
+    with hf_data._offline(True):
+        for split in splits:
+            datasets.load_dataset(str(local), config, split=split, cache_dir=str(cache))
+    (cache / local.name).rename(cache / repo_id.replace("/", "___"))
+    return cache
+
+
+def test_hf_datasets_cache_with_train_shots(isolated):
     test = {"article": [r["article"] for r in ARTICLES], "highlights": [r["highlights"] for r in ARTICLES],
             "id": [r["id"] for r in ARTICLES]}
-    pq.write_table(pa.table(test), snap / "test-00000-of-00001.parquet")
     train = {"article": [f"Train article {i}." for i in range(7)], "highlights": [f"T{i} .\nmore ." for i in range(7)],
              "id": [f"t{i}" for i in range(7)]}
-    pq.write_table(pa.table(train), snap / "train-00000-of-00001.parquet")
+    cache = _offline_hf_cache(isolated, "abisee/cnn_dailymail", "3.0.0", {"test": test, "train": train})
     task = CnnDmTask(source="hf")
     exs = list(task.examples("test", None))
     k = shot_permutation(7, 42)[0]
     expect = f"Article: Train article {k}.\nSummary: T{k} .more .\n\n"
     assert all(e.data["prompt"].startswith(expect) for e in exs)
-    assert [e.id for e in exs] == ["a1", "a2", "a3"] and task.resolved_source.startswith("hf-cache:")
+    assert [e.id for e in exs] == ["a1", "a2", "a3"] and task.resolved_source == "hf-cache:abisee/cnn_dailymail:test"
     assert "train split" in task.shot_pool
-    assert [p.name for p in task.data_files("test", None)] == ["test-00000-of-00001.parquet",
-                                                                 "train-00000-of-00001.parquet"]
+    files = task.data_files("test", None)
+    assert [p.name for p in files] == ["cnn_dailymail-test.arrow", "cnn_dailymail-train.arrow"]
+    assert all(cache in p.parents for p in files)
+
+
+def test_hf_source_without_cache_says_how_to_fetch(isolated):
+    with pytest.raises(DataMissing, match="repro data fetch cnn_dm"):
+        list(CnnDmTask(source="hf").examples("test", None))
 
 
 @needs_real

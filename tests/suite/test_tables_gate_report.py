@@ -85,6 +85,39 @@ def test_verdicts_ci_and_claims(table, tmp_path):
     assert r"\begin{tabular}" in files["tex"].read_text()
 
 
+def test_report_writes_every_cell_as_csv_and_parquet(table, tmp_path):
+    import pandas as pd
+
+    ar, ss = (r.run for r in table.rows)
+    _write_run(tmp_path, ar, {"pass@1": {"value": 0.7, "ci95": [0.6, 0.85]}, "ms_per_token": {"value": 10.0}})
+    _write_run(tmp_path, ss, {"pass@1": {"value": 0.7, "ci95": [0.65, 0.75]}, "ms_per_token": {"value": 5.0}})
+    res = evaluate_table(table, tmp_path)
+    files = write_report(tmp_path / "rep", "Demo", "smoke", [table], [res], [])
+    csv = pd.read_csv(files["csv"])
+    assert list(csv.columns) == ["table", "row", "column", "ours", "paper", "delta", "ci_low", "ci_high", "verdict",
+                                 "run"]
+    assert len(csv) == 6  # 2 rows x 3 columns
+    ss_acc = csv[(csv.row == "ss") & (csv.column == "acc")].iloc[0]
+    assert (ss_acc.table, ss_acc.ours, ss_acc.paper, ss_acc.verdict) == ("t1", 0.7, 0.5, "deviates")
+    assert ss_acc.delta == pytest.approx(0.2) and (ss_acc.ci_low, ss_acc.ci_high) == (0.65, 0.75)
+    assert ss_acc.run == f"smoke/{ss.dirname}"
+    ar_ms = csv[(csv.row == "ar") & (csv.column == "ms")].iloc[0]
+    assert pd.isna(ar_ms.ci_low) and ar_ms.verdict == "not compared"
+    pq = pd.read_parquet(files["parquet"])
+    assert pq.shape == csv.shape and pq.loc[pq.row.eq("ss") & pq.column.eq("speedup"), "ours"].iloc[0] == 2.0
+    assert pq["ours"].dtype == "Float64" and pq["paper"].isna().sum() == csv["paper"].isna().sum()
+
+
+def test_report_tables_escape_for_markdown_and_latex(table, tmp_path):
+    res = evaluate_table(table, tmp_path)  # no runs: every cell "not run"
+    files = write_report(tmp_path / "rep", "Demo_1 & more", "smoke", [table], [res], [])
+    md = files["md"].read_text()
+    assert "| AR " in md and "— (paper 80.0%) ∅" in md
+    tex = files["tex"].read_text()
+    assert r"--- (paper 80.0\%) --" not in tex and r"-- (paper 80.0\%) --" in tex  # — and ∅ both become --
+    assert r"\caption{Demo table}" in tex and r"\toprule" in tex and "ms/token" in tex
+
+
 def test_gate_names_the_regressed_cell(table, tmp_path):
     ar, ss = (r.run for r in table.rows)
     _write_run(tmp_path, ar, {"pass@1": {"value": 0.7}, "ms_per_token": {"value": 10.0}})

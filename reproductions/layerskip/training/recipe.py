@@ -39,7 +39,10 @@ class TrainConfig:
     steps: int = 600
     batch_size: int = 64  # global batch (split over data-parallel ranks)
     seed: int = 0
-    bf16: bool = False  # bf16 autocast (CPU or GPU)
+    precision: str = "auto"
+    """Autocast dtype: ``auto`` = bf16 where the hardware computes it natively (a bf16 GPU, or a CPU with
+    AVX512-BF16/AMX), else fp32 (bf16 autocast is several times slower on CPUs without it); or float32 /
+    bfloat16 / float16 to force one."""
     # data (TOPv2)
     domains: tuple[str, ...] = ("weather",)
     bucket_batches: int = 32  # length bucketing: sort within chunks of this many batches
@@ -94,10 +97,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        if "bf16" in d and "precision" not in d:  # records written before ``precision`` existed
+            d = {**d, "precision": "bfloat16" if d["bf16"] else "float32"}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
 
-# The paper's recipe per experiment (reference §2 "Per-experiment settings"; Tables 8–10).
+# The paper's recipe per experiment (arXiv 2404.16710v4 §4-5 and Tables 8–10; docs/papers/layerskip.md).
 # batch = per-device batch size; lr from Table 9 (the with-layer-dropout value where it differs).
 SETTINGS: dict[str, dict[str, Any]] = {
     "continual-pretrain-llama2-7b": dict(p_max=0.1, e_scale=0.2, curriculum="rotational", rotation=8,

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from suite.devices import autocast_dtype
+
 from .curriculum import make_curriculum
 from .early_exit_loss import early_exit_loss, layer_loss_weights
 from .layer_dropout import LayerDropout
@@ -186,8 +188,9 @@ def train(cfg: TrainConfig, data, out_dir: str | os.PathLike, *, tokenizer=None,
     t_seg = time.time()
     seg_tokens = 0
     window_loss, window_n, window_tok, window_t = 0.0, 0, 0, time.time()
-    use_amp = cfg.bf16
+    amp_dtype = autocast_dtype(device, None if cfg.precision == "auto" else cfg.precision)
     amp_dev = "cuda" if device.startswith("cuda") else "cpu"
+    record["precision"] = str(amp_dtype or torch.float32).removeprefix("torch.")
     for step in range(start, end):
         b = data.batch(step, rank, world)
         ids, labels = b["input_ids"].to(device), b["labels"].to(device)
@@ -196,7 +199,7 @@ def train(cfg: TrainConfig, data, out_dir: str | os.PathLike, *, tokenizer=None,
         lr = lr_at(cfg, step)
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(amp_dev, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             loss, per_layer = step_mod(ids, labels, masks, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -91,3 +91,19 @@ def test_settings_and_variants():
     assert TrainConfig.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError):
         TrainConfig(variant="nope")
+
+
+def test_precision_follows_the_hardware_unless_forced(tmp_path):
+    """``precision="auto"`` autocasts to bf16 only where the device computes it natively (suite.devices);
+    float32 is honoured; records from before the field existed (``bf16``) still load."""
+    from suite.devices import autocast_dtype
+
+    auto = train(cfg(steps=2, checkpoint_every=0), Data(), tmp_path / "auto", tokenizer=Tok(), log=lambda m: None)
+    want = autocast_dtype("cpu")
+    assert auto["precision"] == ("float32" if want is None else str(want).removeprefix("torch."))
+    fp32 = train(cfg(steps=2, checkpoint_every=0, precision="float32"), Data(), tmp_path / "fp32", tokenizer=Tok(),
+                 log=lambda m: None)
+    assert fp32["precision"] == "float32"
+    old = {k: v for k, v in cfg().to_dict().items() if k != "precision"}
+    assert TrainConfig.from_dict({**old, "bf16": True}).precision == "bfloat16"
+    assert TrainConfig.from_dict({**old, "bf16": False}).precision == "float32"
