@@ -137,12 +137,12 @@ def hf_systems(ckpt: str, args, wl: Workload, dev: torch.device, sync) -> dict[s
     return {"transformers AR": system(),
             f"transformers assistant_early_exit={E} d={d}": system(
                 assistant_early_exit=E, num_assistant_tokens=d, num_assistant_tokens_schedule="constant",
-                assistant_confidence_threshold=0.0)}
+                assistant_confidence_threshold=args.draft_confidence)}
 
 
 def build_systems(model: Llama, wl: Workload, args) -> dict[str, Run]:
     E, d = args.exit_layer, args.num_speculations
-    ss = dict(strategy="self_speculative", exit_layer=E, num_speculations=d)
+    ss = dict(strategy="self_speculative", exit_layer=E, num_speculations=d, draft_confidence=args.draft_confidence)
     systems = {"ours AR": ours(model, wl),
                f"ours self-spec E={E} d={d}": ours(model, wl, **ss),
                "ours self-spec no-KVQ-reuse": ours(model, wl, **ss, reuse_cache=False),
@@ -251,7 +251,8 @@ def header(model: Llama, args, wl: Workload, weights: str) -> None:
         print(f"gpu: {torch.cuda.get_device_name(model.output.weight.device)}")
     print(f"model: {cfg.n_layers} layers, dim {cfg.dim}, heads {cfg.n_heads}/{cfg.n_kv_heads}, vocab {cfg.vocab_size}, "
           f"{nparams / 1e6:.1f}M params, {args.dtype} on {args.device}; {weights}")
-    print(f"prompts: {wl.description}; greedy; E={args.exit_layer} d={args.num_speculations}")
+    print(f"prompts: {wl.description}; greedy; E={args.exit_layer} d={args.num_speculations} "
+          f"draft confidence {args.draft_confidence}")
     print(f"clock: {args.clock} ({'CPU time of this process' if args.clock == 'cpu' else 'wall time'}); systems "
           f"interleaved per prompt; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
 
@@ -273,6 +274,9 @@ def parse_args(argv):
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--draft-confidence", type=float, default=0.0,
+                    help="end a draft run after a token the exit gives less than this probability (ours and "
+                         "transformers' assistant_confidence_threshold alike; 0 = always d drafts, as the paper)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=0, help="also time batched AR/early-exit decoding at this batch size")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd static-shape decode steps")

@@ -16,6 +16,7 @@ from suite import pinning
 from suite.compare import TableResult, evaluate_table
 from suite.data import DataMissing, data_root
 from suite.provision import ensure_data
+from suite.sandbox import SandboxUnavailable
 from suite.devices import DTYPES, resolve_device, resolve_dtype
 from suite.locks import LockBusy, exclusive
 from suite.papers import Paper, PrepareContext, blocked_runs, describe, format_plan, missing_message
@@ -278,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at /dev/null so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (RegistryError, TableSpecError, DataMissing, FileNotFoundError, ValueError) as e:
+    except (RegistryError, TableSpecError, DataMissing, FileNotFoundError, ValueError, SandboxUnavailable) as e:
         print(f"repro: error: {e}", file=sys.stderr)
         return 2
     except LockBusy as e:

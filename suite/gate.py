@@ -91,13 +91,14 @@ def _is_run_source(cell: Cell) -> bool:
     return len(parts) == 2 and "(" not in src and parts[1] != "artifacts"
 
 
-def gate_tolerance(spec: TableSpec, col: str) -> Tolerance:
-    return spec.gate.get(col, DEFAULT_GATE)
+def gate_tolerance(spec: TableSpec, key: str) -> Tolerance:
+    """The cell's own gate tolerance (``row.column`` in the spec), else its column's, else exact."""
+    return spec.gate.get(key) or spec.gate.get(key.split(".", 1)[-1], DEFAULT_GATE)
 
 
 def cell_gate(spec: TableSpec, cell: Cell) -> str:
     """How the gate decides this cell: ``paired``, ``tolerance ±x`` / ``exact``, or ``not gated (why)``."""
-    tol = gate_tolerance(spec, cell.col)
+    tol = gate_tolerance(spec, f"{cell.row}.{cell.col}")
     if tol.skip:
         return f"not gated ({tol.skip})"
     if _is_run_source(cell) and getattr(cell, "metric_kind", None) in ("score", "stat"):
@@ -261,8 +262,7 @@ def check(specs: list[TableSpec], results: list[TableResult], baseline: Mapping[
 
 def _check_cell(spec: TableSpec, res: TableResult, key: str, expected: float | None,
                 base_examples: Mapping[str, float] | None, runs_root: Path | None) -> Regression | None:
-    col = key.split(".", 1)[1]
-    tol = gate_tolerance(spec, col)
+    tol = gate_tolerance(spec, key)
     if tol.skip or expected is None:
         return None
     where = f"{spec.id}:{key}"
@@ -284,6 +284,10 @@ def _check_paired(spec: TableSpec, cell: Cell, where: str, expected: float, got:
     if fresh is None:
         return Regression(where, f"baseline {expected:.6g}, now {got:.6g}; the fresh run has no per-example "
                                  f"records to compare with the baseline's")
+    mean = sum(fresh.values()) / len(fresh)
+    if abs(mean - got) > 1e-9 * max(1.0, abs(got)):
+        return Regression(where, f"baseline {expected:.6g}, now {got:.6g}, but the run's records average "
+                                 f"{mean:.6g}: its metrics.json does not match its records.jsonl")
     if set(fresh) != set(base_examples):
         return Regression(where, f"compared on other examples than the baseline ({len(base_examples)} pinned, "
                                  f"{len(fresh)} now, {len(set(fresh) ^ set(base_examples))} differ); re-pin "

@@ -217,11 +217,11 @@ CHECK_FIELDS = {"op", "left", "right", "refs", "reduce", "margin", "tol"}
 def _check_keys(d: Any, known: set[str], where: str, path: Path) -> None:
     """Reject unknown keys, suggesting the close match: a misspelt ``papr:`` must not silently drop values."""
     if not isinstance(d, Mapping):
-        raise TableSpecError(f"{path}: {where} must be a mapping, got {d!r}")
+        raise TableSpecError(f"{path}: {where.removeprefix('field of ')} must be a mapping, got {d!r}")
     for key in sorted(set(d) - known, key=str):
         close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TableSpecError(f"{path}: {where} has unknown key {key!r}{hint} (known: {', '.join(sorted(known))})")
+        raise TableSpecError(f"{path}: unknown {where} {key!r}{hint} (known: {', '.join(sorted(known))})")
 
 
 def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
@@ -231,7 +231,7 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
         return d[key]
 
     tid = need(raw, "id", "the table")
-    _check_keys(raw, KNOWN_FIELDS, "the table (top level)", path)
+    _check_keys(raw, KNOWN_FIELDS, "top-level field", path)
     profiles = raw.get("profiles") or {}
     if profile not in profiles:
         raise TableSpecError(f"{path}: profiles has no entry for {profile!r}")
@@ -249,7 +249,7 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
 
     columns = []
     for i, c in enumerate(_pick(need(raw, "columns", "the table"), profile)):
-        _check_keys(c, COLUMN_FIELDS, f"columns[{i}]", path)
+        _check_keys(c, COLUMN_FIELDS, f"field of columns[{i}]", path)
         columns.append(Column(id=need(c, "id", f"columns[{i}]"), label=c.get("label", c["id"]), metric=c.get("metric"),
                               fmt=c.get("fmt", "{:.3g}")))
     col_ids = {c.id for c in columns}
@@ -275,16 +275,21 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
     def tol_map(name: str) -> dict[str, Tolerance]:
         out = {}
         for cid, t in (_pick(raw.get(name) or {}, profile)).items():
-            if cid not in col_ids:
-                raise TableSpecError(f"{path}: {name} names unknown column {cid!r}")
+            # the gate also takes one cell ("row.column"), e.g. a measured wall-clock cell in a column of
+            # deterministic ones, so that the column's exact tolerance need not be loosened for it
+            rid, dot, col = str(cid).partition(".")
+            cell = name == "gate" and dot and rid in row_ids and col in col_ids
+            if cid not in col_ids and not cell:
+                raise TableSpecError(f"{path}: {name} names unknown column {cid!r}"
+                                     + (" (or row.column)" if name == "gate" else ""))
             out[cid] = _tolerance(f"{path}: {name}.{cid}", t)
         return out
 
     claims = []
     for i, c in enumerate(raw.get("claims") or []):
-        _check_keys(c, CLAIM_FIELDS, f"claims[{i}]", path)
+        _check_keys(c, CLAIM_FIELDS, f"field of claims[{i}]", path)
         check = _pick(need(c, "check", f"claims[{i}]"), profile)
-        _check_keys(check, CHECK_FIELDS, f"claims[{i}].check", path)
+        _check_keys(check, CHECK_FIELDS, f"field of claims[{i}].check", path)
         if check.get("op") not in CLAIM_OPS:
             raise TableSpecError(f"{path}: claims[{i}].check.op must be one of {CLAIM_OPS}, got {check.get('op')!r}")
         claims.append(Claim(id=need(c, "id", f"claims[{i}]"), text=need(c, "text", f"claims[{i}]"), check=check,
@@ -300,7 +305,7 @@ def _build(raw: Mapping[str, Any], profile: str, path: Path) -> TableSpec:
 
 def _row(r: Mapping[str, Any], where: str, profile: str, path: Path, col_ids: set[str], make_run, produce_default,
          need) -> Row:
-    _check_keys(r, ROW_FIELDS, where, path)
+    _check_keys(r, ROW_FIELDS, f"field of {where}", path)
     rid = need(r, "id", where)
     skip = _pick(r.get("skip") or [], profile)
     unavailable = str(skip) if isinstance(skip, str) else None

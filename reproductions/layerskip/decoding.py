@@ -48,13 +48,15 @@ class DecodeStats:
     verify_steps: int = 0
     batch_size: int = 1
     """Rows decoded together; with > 1, wall_s is the batch's and ms_per_token = wall_s / all rows' tokens."""
+    layers_per_token: float = 0.0
+    """Decoder layers run per generated token after the prompt (drafting + verification for self-speculation),
+    counted per position: the deterministic part of the cost, which the gate can compare where wall time on a
+    shared machine cannot be (e.g. AR = L, early exit = E, KVQ re-use < no re-use)."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
 
 
-import os
-_CONF = float(os.environ.get('DRAFT_CONF', '0'))
 StopFn = Callable[[list[int]], bool]
 
 
@@ -120,15 +122,20 @@ class _Steps:
 
     def __init__(self, model: Llama, compile: bool = False):
         self.model = model
+        self.layer_positions = 0
+        """Layers x positions run by decode steps (prefill excluded), per row: see DecodeStats.layers_per_token."""
         self.fn = compiled_step(model) if compile else None
         self.graphs = compile and model.output.weight.device.type == "cuda"  # outputs reused by the next replay
 
-    def prefill(self, ids: torch.Tensor, end: int) -> torch.Tensor:
-        """Layers [0, end) over the prompts (always eager: the length varies); next-token logits [B, V]."""
-        return self.model.head(self.model.run_layers(ids, 0, 0, end)[:, -1])
+    def prefill(self, ids: torch.Tensor, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layers [0, end) over the prompts (always eager: the length varies): hidden [B, P, dim] and the
+        next-token logits [B, V] of the last position."""
+        h = self.model.run_layers(ids, 0, 0, end)
+        return h, self.model.head(h[:, -1])
 
     def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True):
         """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None."""
+        self.layer_positions += (end - start) * x.shape[1]
         if self.fn is None:
             h = self.model.run_layers(x, pos, start, end)
             return h, (self.model.head(h) if head else None)
@@ -138,13 +145,14 @@ class _Steps:
         return (h.clone() if self.graphs else h), logits
 
     def width(self, n: int, d: int) -> int:
-        """Verification width for n positions: n in eager mode, always d + 1 when compiled (one static shape)."""
-        return n if self.fn is None else d + 1
+        """Verification width for n positions: n in eager mode; compiled, the next power of two (at most d + 1),
+        so a handful of static shapes cover every draft length."""
+        return n if self.fn is None else min(1 << (n - 1).bit_length(), d + 1)
 
 
 def _exit_decode(steps: _Steps, ids: torch.Tensor, out: _Out, exit_layer: int, s: Sampling, gen) -> None:
     """Autoregressive decoding with layers < exit_layer then the shared head (exit_layer = L: plain AR)."""
-    tok, _ = _pick(steps.prefill(ids, exit_layer)[0], s, gen)
+    tok, _ = _pick(steps.prefill(ids, exit_layer)[1][0], s, gen)
     pos = ids.shape[1]
     buf = torch.empty(1, 1, dtype=torch.long, device=ids.device)
     out.add([tok])
@@ -155,19 +163,25 @@ def _exit_decode(steps: _Steps, ids: torch.Tensor, out: _Out, exit_layer: int, s
         out.add([tok])
 
 
-def _draft(steps: _Steps, tok: int, pos: int, E: int, d: int, s: Sampling, gen, eos: set[int]):
-    """Draft up to d tokens with layers < E. Returns drafts, exit hidden states (for tok, drafts[:-1]), q dists."""
+def _draft(steps: _Steps, tok: int, pos: int, E: int, d: int, s: Sampling, gen, eos: set[int], first=None,
+           conf: float = 0.0):
+    """Draft up to d tokens with layers < E. Returns drafts, exit hidden states (for tok, drafts[:-1]), q dists.
+    ``first``: (hidden, logits [1, 1, V]) of a pass already made over tok's position (the prompt prefill).
+    ``conf`` > 0: stop after a draft whose probability under the exit is below it."""
     drafts, exits, qs = [], [], []
     buf = torch.empty(1, 1, dtype=torch.long, device=steps.model.output.weight.device)
     for i in range(d):
-        buf.fill_(tok)
-        h, logits = steps(buf, pos + i, 0, E)
+        if i == 0 and first is not None:
+            h, logits = first
+        else:
+            buf.fill_(tok)
+            h, logits = steps(buf, pos + i, 0, E)
         tok, q = _pick(logits[0, -1], s, gen)
         drafts.append(tok), exits.append(h), qs.append(q)
         if tok in eos:
             break
-        if _CONF and float(logits[0, -1].float().softmax(-1).max()) < _CONF:
-            break
+        if conf > 0 and float(q[tok] if q is not None else logits[0, -1].float().softmax(-1).max()) < conf:
+            break  # an unsure draft is likely rejected: verify now rather than draft on after it
     return drafts, exits, qs
 
 
@@ -193,14 +207,19 @@ def _accept(logits: torch.Tensor, drafts: list[int], qs: list, s: Sampling, gen)
 
 
 def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E: int, d: int,
-            reuse_cache: bool) -> torch.Tensor:
+            reuse_cache: bool, prompt: bool = False) -> torch.Tensor:
     """Full-model logits [k + 1, V] for the positions of tok and the k drafts (extra static-width slots are
-    computed and discarded; their cache columns are overwritten before any accepted query reaches them)."""
+    computed and discarded; their cache columns are overwritten before any accepted query reaches them).
+    ``prompt``: ``exits[0]`` covers the whole prompt, whose layers >= E run here too (from column 0, eagerly)."""
     model, k = steps.model, len(drafts)
     L, extra = model.config.n_layers, steps.width(k + 1, d) - (k + 1)
     dev = model.output.weight.device
     if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
         last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
+        if prompt:  # the prompt's positions are prefill work, not counted in layers_per_token
+            steps.layer_positions += (L - E) * (k + 1)
+            h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L)
+            return model.head(h[0, -(k + 1):])
         pad = [last.new_zeros(1, extra, last.shape[-1])] if extra else []
         _, logits = steps(torch.cat(exits + [last] + pad, dim=1), pos, E, L)
     else:  # ablation: recompute every layer for the k + 1 positions
@@ -209,12 +228,20 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
 
 
 def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: int, reuse_cache: bool,
-                      s: Sampling, gen, st: DecodeStats) -> None:
+                      s: Sampling, gen, st: DecodeStats, conf: float = 0.0) -> None:
+    """Draft/verify cycles. With the KVQ cache the prompt's layers >= E are not run up front: the first token is
+    drafted from the prompt's exit and the first verification runs those layers on prompt + drafts together,
+    one pass over the upper layers' weights fewer per generation, same output."""
     L = steps.model.config.n_layers
-    tok, _ = _pick(steps.prefill(ids, L)[0], s, gen)
-    pos = ids.shape[1]  # position of `tok`, which is not yet in the cache
-    out.add([tok])
     buf = torch.empty(1, 1, dtype=torch.long, device=ids.device)
+    first = None
+    if reuse_cache and out.left() >= 2:
+        h, logits = steps.prefill(ids, E)
+        first, tok, pos = (h, logits[:, None]), int(ids[0, -1]), ids.shape[1] - 1  # tok: last prompt token
+    else:
+        tok, _ = _pick(steps.prefill(ids, L)[1][0], s, gen)
+        pos = ids.shape[1]  # position of `tok`, which is not yet in the cache
+        out.add([tok])
     while not out.done:
         n = min(d, out.left() - 1)
         if n <= 0:  # budget for one token only: plain full-model step
@@ -223,8 +250,10 @@ def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: in
             pos += 1
             out.add([tok])
             continue
-        drafts, exits, qs = _draft(steps, tok, pos, E, n, s, gen, out.eos)
-        new = _accept(_verify(steps, tok, drafts, exits, pos, E, d, reuse_cache), drafts, qs, s, gen)
+        drafts, exits, qs = _draft(steps, tok, pos, E, n, s, gen, out.eos, first, conf)
+        logits = _verify(steps, tok, drafts, exits, pos, E, d, reuse_cache, prompt=first is not None)
+        first = None
+        new = _accept(logits, drafts, qs, s, gen)
         st.drafted += len(drafts)
         st.accepted += len(new) - 1
         st.verify_steps += 1
@@ -250,8 +279,12 @@ def generate(model: Llama, prompt_ids: Sequence[int] | torch.Tensor, max_new_tok
              strategy: str = "autoregressive", exit_layer: int | None = None, num_speculations: int = 1,
              reuse_cache: bool = True, eos_token_ids: Sequence[int] = (), stop_fn: StopFn | None = None,
              sampling: Sampling | None = None, generator: torch.Generator | None = None,
-             compile: bool = False) -> tuple[list[int], DecodeStats]:
-    """Generate for one prompt. strategy: "autoregressive" | "early_exit" | "self_speculative"."""
+             compile: bool = False, draft_confidence: float = 0.0) -> tuple[list[int], DecodeStats]:
+    """Generate for one prompt. strategy: "autoregressive" | "early_exit" | "self_speculative".
+
+    ``num_speculations`` d: drafts per verification at most; ``draft_confidence`` > 0 ends a draft run early
+    after a token the exit gives less than that probability (0 = always d, as the paper; the output is the
+    same either way, only the cost changes)."""
     s = sampling or Sampling()
     L = model.config.n_layers
     dev = model.output.weight.device
@@ -274,10 +307,12 @@ def generate(model: Llama, prompt_ids: Sequence[int] | torch.Tensor, max_new_tok
         elif strategy == "early_exit":
             _exit_decode(steps, ids, out, exit_layer, s, generator)
         elif strategy == "self_speculative":
-            _self_spec_decode(steps, ids, out, exit_layer, num_speculations, reuse_cache, s, generator, st)
+            _self_spec_decode(steps, ids, out, exit_layer, num_speculations, reuse_cache, s, generator, st,
+                              draft_confidence)
         else:
             raise ValueError(f"unknown strategy {strategy!r}")
     _sync(dev)
+    st.layers_per_token = steps.layer_positions / max(len(out.tokens), 1)
     return out.tokens, _finish(st, t0, len(out.tokens), len(out.tokens))
 
 
@@ -320,7 +355,7 @@ def generate_batch(model: Llama, prompts: Sequence[Sequence[int]], max_new_token
     _sync(dev)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        nxt, pos = steps.prefill(ids, E).argmax(-1), P
+        nxt, pos = steps.prefill(ids, E)[1].argmax(-1), P
         while not all(o.done for o in outs):
             for o, t in zip(outs, nxt.tolist()):
                 o.add([t])
@@ -330,5 +365,7 @@ def generate_batch(model: Llama, prompts: Sequence[Sequence[int]], max_new_token
             pos += 1
     _sync(dev)
     total = sum(len(o.tokens) for o in outs)
-    stats = [_finish(DecodeStats(prompt_tokens=n, batch_size=B), t0, len(o.tokens), total) for n, o in zip(lens, outs)]
+    stats = [_finish(DecodeStats(prompt_tokens=n, batch_size=B,
+                                 layers_per_token=steps.layer_positions / max(len(o.tokens), 1)),
+                     t0, len(o.tokens), total) for n, o in zip(lens, outs)]
     return [o.tokens for o in outs], stats

@@ -317,6 +317,12 @@ class Llama(nn.Module):
             self._cols = torch.arange(S, device=w.device)
             self._causal = torch.ones(S, S, dtype=torch.bool, device=w.device).tril()
             self.rope(0, S, w.dtype, w.device)  # the rotary table covers every cache column from now on
+            if w.device.type == "cuda":  # CUDA graphs: update the caches in place, never copy them per replay
+                import torch._dynamo
+
+                for t in [self._cols, self._causal, *self._rope_cast[w.dtype]] + [
+                        b for layer in self.layers for b in (layer.attn.k_cache, layer.attn.v_cache)]:
+                    torch._dynamo.mark_static_address(t)
         self._set_padding(pad, batch_size)
 
     def _set_padding(self, pad: Sequence[int] | None, batch_size: int) -> None:

@@ -4,6 +4,8 @@ params: ``model`` (alias in ``ctx.artifacts``, else local dir or HF repo id), ``
 ``num_speculations``, ``dtype`` ("float32" | "bfloat16" | "float16"; default ``ctx.dtype``),
 ``reuse_cache`` (True), ``sample`` (False), ``temperature`` (0.6), ``top_p`` (0.9), ``top_k`` (0),
 ``seed`` (ctx.seed), ``warmup`` (True), ``compile`` (False: torch.compile'd static-shape decode steps),
+``draft_confidence`` (0.0: always ``num_speculations`` drafts, as the paper; > 0 ends a draft run after a
+token the exit gives less probability: same outputs, different cost),
 ``batch_size`` (1; the runner's batch), ``device`` (default ``ctx.device``; LayerSkip Tables 7 and 11 were
 measured on a CPU, so their specs pin ``cpu``).
 
@@ -25,7 +27,7 @@ from suite.interfaces import Example, Generation, GenerationRequest, RunContext
 from .checkpoint import checkpoint_files, load_llama, parse_dtype, resolve_checkpoint
 from .decoding import DecodeStats, Sampling, generate, generate_batch
 
-IMPL_VERSION = "layerskip-ours-1"
+IMPL_VERSION = "layerskip-ours-2"  # 2: DecodeStats.layers_per_token (runs without it are recomputed)
 
 
 def _as_bool(v: Any) -> bool:
@@ -73,6 +75,7 @@ class _LayerSkipSystem:
                                  top_k=int(params.get("top_k", 0)), top_p=float(params.get("top_p", 0.9)))
         self.seed = int(params.get("seed", ctx.seed))
         self.compile = _as_bool(params.get("compile", False))
+        self.draft_confidence = float(params.get("draft_confidence", 0.0))
         self.eos = self._eos_ids()
         self._sha = _sha256_files(checkpoint_files(self.ckpt), self.ckpt)
         if _as_bool(params.get("warmup", True)):  # first-call allocations, kernel choice, compilation: not timed
@@ -110,7 +113,7 @@ class _LayerSkipSystem:
         return generate(self.model, ids, max_new, strategy=self.strategy, exit_layer=self.exit_layer,
                         num_speculations=self.num_speculations, reuse_cache=self.reuse_cache,
                         eos_token_ids=self.eos, stop_fn=stop_fn, sampling=self.sampling, generator=gen,
-                        compile=self.compile)
+                        compile=self.compile, draft_confidence=self.draft_confidence)
 
     @classmethod
     def _identity(cls, sha: str, dtype: torch.dtype, device: str) -> dict[str, Any]:

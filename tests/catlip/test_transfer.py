@@ -134,3 +134,24 @@ def test_transfer_init_head_copies_rows_of_matched_synsets(wordnet, tmp_path, fo
     head, cov = TR.transfer_init_head(d, data, alpha=0.5)
     assert cov["exact"] == 1 and cov["unmatched"] == 1
     assert not torch.allclose(head.weight[1], pre.weight[1])
+
+
+def test_classifier_identity_follows_the_weights(folder, encoder_dir, tmp_path):
+    """A retrained head behind the same alias changes the system's identity (so old run records are dropped)."""
+    from reproductions.catlip.systems import CatlipClassifier
+    from suite.interfaces import RunContext
+
+    data = TD.imagefolder(folder, "train", folder / "class_index.json")
+    ckpt = TR.save_classifier(tmp_path / "clf", TR.random_head(16, 2, seed=0), data, TR.EvalProtocol(18, 16),
+                              mode="linear-probe", head_init="random", encoder_dir=encoder_dir)
+    ctx = RunContext(profile="smoke", data_root=None, artifacts={"clf": ckpt})
+    first = CatlipClassifier({"model": "clf"}, ctx).identity()
+    TR.save_classifier(tmp_path / "clf", TR.random_head(16, 2, seed=1), data, TR.EvalProtocol(18, 16),
+                       mode="linear-probe", head_init="random", encoder_dir=encoder_dir)
+    second = CatlipClassifier({"model": "clf"}, ctx).identity()
+    assert first["weights_sha256"] != second["weights_sha256"]
+    assert first["encoder_sha256"] == second["encoder_sha256"]
+    with pytest.raises(FileNotFoundError, match="neither a prepared artifact"):
+        CatlipClassifier({"model": "nope"}, ctx)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        CatlipClassifier({"model": "clf", "temperature": 2}, ctx)

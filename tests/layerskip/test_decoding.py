@@ -116,7 +116,7 @@ def _chi2(counts: dict, exact: dict, N: int) -> float:
 
 
 def test_speculative_sampling_preserves_distribution(ls):
-    """Tokens 2 and 3 are produced by draft+verify (token 1 comes from the prefill). The empirical joint
+    """All three tokens are drafted and verified (the first from the prompt's exit). The empirical joint
     distribution of tokens 1-3 over many seeds matches the full model's exact one (chi-square, 26 dof)."""
     torch.manual_seed(12)
     cfg = LlamaConfig(vocab_size=3, dim=16, n_layers=3, n_heads=2, n_kv_heads=1, intermediate_size=32)
@@ -148,3 +148,28 @@ def test_speculative_sampling_preserves_distribution(ls):
     assert 0.05 < sum(rates) / N < 0.95  # both acceptances and rejections were exercised
     assert _chi2(counts, exact, N) < 60.0  # 26 dof: p ~ 2e-4
     assert _chi2(counts, draft_exact, N) > 60.0
+
+
+def test_draft_confidence_shortens_drafts_losslessly(ls):
+    """Ending a draft run at an unsure token changes the cost (fewer drafts per verification), never the output;
+    tiny budgets (1, 2 tokens) go through the prompt-verification path and its fallback."""
+    m = tiny(2, True, layers=4, ls=ls)
+    with torch.no_grad():
+        m.output.weight.mul_(40)  # peaked exits: most drafts confident, some not
+    prompt = [7, 1, 30, 12]
+    ref, _ = generate(m, prompt, 24)
+    runs = {}
+    for conf in (0.0, 0.5, 0.9):
+        out, st = generate(m, prompt, 24, strategy="self_speculative", exit_layer=2, num_speculations=6,
+                           draft_confidence=conf)
+        assert out == ref, conf
+        runs[conf] = st
+    assert runs[0.9].drafted <= runs[0.5].drafted < runs[0.0].drafted
+    assert runs[0.5].drafted / runs[0.5].verify_steps < runs[0.0].drafted / runs[0.0].verify_steps
+    wrong = tiny(3, False, layers=4, ls=ls)  # many rejections
+    want = generate(wrong, prompt, 24)[0]
+    for conf in (0.05, 0.5):
+        assert generate(wrong, prompt, 24, strategy="self_speculative", exit_layer=1, num_speculations=5,
+                        draft_confidence=conf)[0] == want
+    for n in (1, 2):
+        assert generate(m, prompt, n, strategy="self_speculative", exit_layer=1, num_speculations=4)[0] == ref[:n]

@@ -123,7 +123,7 @@ def test_gate_names_the_regressed_cell(table, tmp_path):
     _write_run(tmp_path, ar, {"pass@1": {"value": 0.7}, "ms_per_token": {"value": 10.0}})
     _write_run(tmp_path, ss, {"pass@1": {"value": 0.7}, "ms_per_token": {"value": 5.0}})
     base = gate.snapshot([table], [evaluate_table(table, tmp_path)])
-    assert "faster" not in base["t1"]["claims"]  # wall-clock claims are reported, not gated
+    assert "faster" not in base["tables"]["t1"]["claims"]  # wall-clock claims are reported, not gated
     assert gate.check([table], [evaluate_table(table, tmp_path)], base) == []
     _write_run(tmp_path, ss, {"pass@1": {"value": 0.6}, "ms_per_token": {"value": 9.0}})  # ms within rel 1.0
     regs = gate.check([table], [evaluate_table(table, tmp_path)], base)
