@@ -6,11 +6,11 @@ loudly instead of silently testing nothing), run the tests named for it, then th
 paper and the gate against baselines pinned from the unmutated code; print which tests and which gate cells
 caught it, or NOT CAUGHT. A control row (no mutation) must pass everything, or the catches mean nothing.
 
-    python benchmarks/mutation_check.py --base-runs /tmp/runs_smoke   # reuse a finished smoke run of this tree
+    python benchmarks/mutation_check.py --models-from runs   # reuse trained smoke models (not their runs)
     python benchmarks/mutation_check.py --only cache-crop --no-gate
 
-Needs REPRO_DATA_DIR (the smoke profile reads real data). The trained smoke checkpoints are reused from the
-base runs when a mutation cannot change training (decoding, scoring); otherwise the paper is prepared again.
+Needs REPRO_DATA_DIR (the smoke profile reads real data). The trained smoke checkpoints of the unmutated copy
+are reused when a mutation cannot change training (decoding, scoring); otherwise the paper is prepared again.
 """
 from __future__ import annotations
 
@@ -127,8 +127,15 @@ def repro(tree: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def pin_baselines(tree: Path, base_runs: Path, baselines: Path, papers, timeout: int) -> None:
-    for paper in papers:  # finished runs and trained checkpoints in base_runs are reused, not recomputed
+def pin_baselines(tree: Path, base_runs: Path, baselines: Path, papers, timeout: int,
+                  models_from: Path | None) -> None:
+    """Baselines from a fresh smoke reproduction of the unmutated copy. Only trained models and artifact records
+    are taken from ``models_from``: its run folders may come from older code (runs are reused by spec and
+    checkpoint identity, not by code version), and the baseline must describe exactly the copied code."""
+    src = models_from / "smoke" / "artifacts" if models_from else None
+    if src is not None and src.is_dir() and not (base_runs / "smoke" / "artifacts").exists():
+        shutil.copytree(src, base_runs / "smoke" / "artifacts", ignore=shutil.ignore_patterns(".lock"))
+    for paper in papers:
         print(f"[mutation_check] smoke reproduction of {paper} on the unmutated copy ...", flush=True)
         p = repro(tree, "reproduce", paper, "--profile", "smoke", "--runs-dir", str(base_runs), "--out",
                   str(base_runs / "reports"), timeout=timeout)
@@ -203,8 +210,8 @@ def table(outcomes: list[Outcome]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", default=None, help="mutation keys to run (default: all)")
-    ap.add_argument("--base-runs", default=None, help="a finished smoke runs dir of the unmutated tree to pin "
-                    "baselines from (default: run the smoke reproduction on the copy)")
+    ap.add_argument("--models-from", default=None, help="a smoke runs dir whose trained models (artifacts) are "
+                    "reused instead of training them again (default: train)")
     ap.add_argument("--no-gate", action="store_true", help="tests only")
     ap.add_argument("--no-control", action="store_true", help="skip the unmutated control row")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -214,13 +221,16 @@ def main(argv=None) -> int:
     if args.only and len(chosen) != len(args.only):
         raise SystemExit(f"unknown mutation key(s); known: {', '.join(m.key for m in MUTATIONS)}")
     scratch = Path(tempfile.mkdtemp(prefix="mutation_check-"))
+    scratch.chmod(0o755)  # the sandbox tests run a probe from the copy as an unprivileged user
     try:
         tree = copy_tree(scratch / "repo")
         check_patterns(tree, chosen)
-        base_runs = Path(args.base_runs) if args.base_runs else scratch / "base-runs"
+        base_runs = scratch / "base-runs"
         baselines = scratch / "baselines"
         if not args.no_gate:
-            pin_baselines(tree, base_runs, baselines, sorted({m.paper for m in chosen if m.paper}), args.timeout)
+            papers = sorted({m.paper for m in chosen if m.paper})
+            pin_baselines(tree, base_runs, baselines, papers, args.timeout,
+                          Path(args.models_from) if args.models_from else None)
         outcomes = [] if args.no_control else [check_one(tree, None, args, base_runs, baselines, scratch)]
         for m in chosen:
             print(f"[mutation_check] {m.key} ...", flush=True)

@@ -120,8 +120,10 @@ def evaluate_table(spec: TableSpec, runs_root: Path) -> TableResult:
 
 def _absent_metric(spec: TableSpec, cell: str, name: str, source: str | None, metrics: dict[str, Any]) -> str:
     close = difflib.get_close_matches(name, list(metrics), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" (it has: {', '.join(sorted(metrics)) or 'none'})"
-    return f"{spec.path or spec.id}: table {spec.id} cell {cell} names metric {name!r}, which {source} does not produce{hint}"
+    hint = (f"; did you mean {', '.join(repr(c) for c in close)}?" if close
+            else f" (it has: {', '.join(sorted(metrics)) or 'none'})")
+    return (f"{spec.path or spec.id}: table {spec.id} cell {cell} names metric {name!r}, which {source} does not "
+            f"produce{hint}")
 
 
 def _derive(how: Any, cells: dict[str, Cell], where: str) -> tuple[float | None, str | None]:

@@ -274,7 +274,8 @@ def _check_cell(spec: TableSpec, res: TableResult, key: str, expected: float | N
         return _check_paired(spec, cell, where, expected, got, base_examples, runs_root)
     if not tol.within(got, expected):
         allowed = "exact" if tol == DEFAULT_GATE else tol.describe()
-        return Regression(where, f"baseline {expected:.6g}, now {got:.6g} (Δ {got - expected:+.4g}; allowed {allowed})")
+        return Regression(where, f"baseline {expected:.6g}, now {got:.6g} (Δ {got - expected:+.4g}; "
+                                 f"allowed {allowed})")
     return None
 
 

@@ -202,10 +202,10 @@ class Batcher:
 
     def __init__(self, stream: PairStream, batch_size: int, resolution: int,
                  label_fn: Callable[[str], torch.Tensor] | None = None, seed: int = 0,
-                 cache_images: int = 0):
+                 cache_images: int = 0, crop_scale_min: float = 0.08):
         self.stream, self.batch_size, self.resolution = stream, batch_size, resolution
         self.label_fn, self.seed = label_fn, seed
-        self.tf = train_transform(resolution)
+        self.tf = train_transform(resolution, scale=(crop_scale_min, 1.0))
         self._it = None
         # Small-data speed-up: keep decoded images (path-sourced only), shrunk
         # to a short side of 2x the training resolution, for up to

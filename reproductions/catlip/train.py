@@ -75,6 +75,7 @@ class TrainConfig:
     num_threads: int = 0  # 0 = leave torch's default
     max_steps_this_run: int | None = None  # stop early (to test resumption)
     cache_images: int = 0  # >0: keep up to N decoded, pre-shrunk images in memory (small data sets)
+    crop_scale_min: float = 0.08  # random resized crop area range (min, 1); 0.08 is the usual ImageNet setting
 
     def resolved(self) -> "TrainConfig":
         d = METHOD_DEFAULTS[self.method]
@@ -202,7 +203,7 @@ def train(cfg: TrainConfig, vocab=None, extractor=None, quiet: bool = False) -> 
     opt = torch.optim.AdamW(param_groups(model, c.weight_decay), lr=c.lr, betas=c.betas, eps=1e-8)
     stream = D.PairStream([c.manifest], seed=c.seed)
     batcher = D.Batcher(stream, c.batch_size, c.resolution, label_fn, seed=c.seed,
-                        cache_images=c.cache_images)
+                        cache_images=c.cache_images, crop_scale_min=c.crop_scale_min)
 
     step, losses = 0, []
     ckpt = out / "checkpoint"

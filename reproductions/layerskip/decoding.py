@@ -14,8 +14,12 @@ Self-speculative decoding (``reuse_cache=True``, the paper's KVQ cache):
   * keep the layer ``E-1`` outputs of the drafted positions (exit-query cache) so that verification runs
     only layers ``>= E`` on them (plus layers ``< E`` for the last draft token, never run while drafting);
   * accept the agreeing prefix plus one token of the full model; rejected cache slots are simply
-    overwritten later (position-indexed static cache).
+    overwritten later (position-indexed static cache);
+  * the prompt's layers ``>= E`` are not run before decoding: the first token is drafted from the prompt's
+    exit and the first verification runs those layers on prompt + drafts in one pass (one pass over the
+    upper layers fewer per generation; the output is unchanged).
 With ``reuse_cache=False`` verification recomputes all layers for the ``d + 1`` positions (Table 7 ablation).
+``draft_confidence`` > 0 ends a draft run after an unsure draft (fewer wasted drafts; same output).
 """
 from __future__ import annotations
 
@@ -108,8 +112,9 @@ def compiled_step(model: Llama, mode: str | None = None):
     Each (layer range, width, batch) is its own static graph: a handful per strategy, hence the higher limit."""
     fn = getattr(model, "_compiled_step", None)
     if fn is None:
-        import torch._dynamo
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        from torch._dynamo import config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
         if mode is None and model.output.weight.device.type == "cuda":
             mode = "reduce-overhead"
         fn = torch.compile(model.decode_step, mode=mode, fullgraph=True, dynamic=False)
@@ -145,9 +150,9 @@ class _Steps:
         return (h.clone() if self.graphs else h), logits
 
     def width(self, n: int, d: int) -> int:
-        """Verification width for n positions: n in eager mode; compiled, the next power of two (at most d + 1),
-        so a handful of static shapes cover every draft length."""
-        return n if self.fn is None else min(1 << (n - 1).bit_length(), d + 1)
+        """Verification width for n positions: n in eager mode, always d + 1 when compiled (one static shape,
+        so a short warm-up compiles every graph self-speculation needs: draft, last draft, verification)."""
+        return n if self.fn is None else d + 1
 
 
 def _exit_decode(steps: _Steps, ids: torch.Tensor, out: _Out, exit_layer: int, s: Sampling, gen) -> None:
@@ -233,9 +238,8 @@ def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: in
     drafted from the prompt's exit and the first verification runs those layers on prompt + drafts together,
     one pass over the upper layers' weights fewer per generation, same output."""
     L = steps.model.config.n_layers
-    buf = torch.empty(1, 1, dtype=torch.long, device=ids.device)
     first = None
-    if reuse_cache and out.left() >= 2:
+    if reuse_cache:
         h, logits = steps.prefill(ids, E)
         first, tok, pos = (h, logits[:, None]), int(ids[0, -1]), ids.shape[1] - 1  # tok: last prompt token
     else:
@@ -243,13 +247,9 @@ def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: in
         pos = ids.shape[1]  # position of `tok`, which is not yet in the cache
         out.add([tok])
     while not out.done:
-        n = min(d, out.left() - 1)
-        if n <= 0:  # budget for one token only: plain full-model step
-            buf.fill_(tok)
-            tok, _ = _pick(steps(buf, pos, 0, L)[1][0, -1], s, gen)
-            pos += 1
-            out.add([tok])
-            continue
+        # k drafts yield up to k + 1 tokens; with one token of budget left, still draft one (the first token a
+        # cycle yields is the full model's either way) so that every cycle has the same shapes
+        n = max(1, min(d, out.left() - 1))
         drafts, exits, qs = _draft(steps, tok, pos, E, n, s, gen, out.eos, first, conf)
         logits = _verify(steps, tok, drafts, exits, pos, E, d, reuse_cache, prompt=first is not None)
         first = None

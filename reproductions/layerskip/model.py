@@ -301,15 +301,16 @@ class Llama(nn.Module):
     def setup_cache(self, max_seq_len: int, batch_size: int = 1, pad: Sequence[int] | None = None) -> None:
         """Make the KV cache hold ``batch_size`` rows of ``max_seq_len`` columns and set each row's left padding.
 
-        The buffers are reallocated only when too small or on the wrong device/dtype, so a compiled decode step
-        keeps seeing the same shapes. ``pad[b]``: number of pad columns in front of row b's prompt (None = none)."""
+        The buffers are reallocated only for another batch size, when too short, or on the wrong device/dtype, so a
+        compiled decode step keeps seeing the same shapes. ``pad[b]``: pad columns in front of row b's prompt."""
         w = self.output.weight
         a = self.layers[0].attn
-        ok = (a.k_cache is not None and a.k_cache.shape[0] >= batch_size and a.k_cache.shape[2] >= max_seq_len
-              and a.k_cache.dtype == w.dtype and a.k_cache.device == w.device)
-        if not ok:
-            S = max(max_seq_len, self.cache_len if a.k_cache is not None and a.k_cache.device == w.device else 0)
-            shape = (max(batch_size, self.cache_batch), self.config.n_kv_heads, S, self.config.head_dim)
+        same = a.k_cache is not None and a.k_cache.dtype == w.dtype and a.k_cache.device == w.device
+        if not (same and a.k_cache.shape[0] == batch_size and a.k_cache.shape[2] >= max_seq_len):
+            # exactly batch_size rows (a compiled step then sees one cache shape per batch size); the length
+            # only grows, so most calls keep the shape a compiled step was built for
+            S = max(max_seq_len, self.cache_len if same else 0)
+            shape = (batch_size, self.config.n_kv_heads, S, self.config.head_dim)
             for layer in self.layers:
                 layer.attn.k_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
                 layer.attn.v_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
@@ -318,11 +319,11 @@ class Llama(nn.Module):
             self._causal = torch.ones(S, S, dtype=torch.bool, device=w.device).tril()
             self.rope(0, S, w.dtype, w.device)  # the rotary table covers every cache column from now on
             if w.device.type == "cuda":  # CUDA graphs: update the caches in place, never copy them per replay
-                import torch._dynamo
+                from torch._dynamo import mark_static_address
 
                 for t in [self._cols, self._causal, *self._rope_cast[w.dtype]] + [
                         b for layer in self.layers for b in (layer.attn.k_cache, layer.attn.v_cache)]:
-                    torch._dynamo.mark_static_address(t)
+                    mark_static_address(t)
         self._set_padding(pad, batch_size)
 
     def _set_padding(self, pad: Sequence[int] | None, batch_size: int) -> None:

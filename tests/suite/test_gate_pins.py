@@ -5,7 +5,6 @@ POS-filter branch (with a stub tagger: NLTK's tagger is not installable offline)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

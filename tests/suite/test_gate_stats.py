@@ -17,7 +17,6 @@ from suite.papers import Paper
 from suite.records import write_json_atomic
 from suite.registry import PAPERS, SYSTEMS
 from suite.runner import run_dir
-from suite.spec import RunSpec
 from suite.stats import bootstrap_ci
 from suite.tables import load_table
 
