@@ -28,7 +28,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -138,7 +138,11 @@ class LazyItems(Sequence):
 
 
 def _coco_sets(recipe: Recipe, data_root: Path) -> list[CocoSet]:
-    return [read_coco(Path(data_root) / ann, Path(data_root) / img) for ann, img in recipe.train]
+    sets = [read_coco(Path(data_root) / ann, Path(data_root) / img) for ann, img in recipe.train]
+    for s in sets[1:]:
+        if s.category_ids != sets[0].category_ids:
+            raise DenseDataError(f"{s.ann_file}: categories differ from {sets[0].ann_file}; one label space is needed")
+    return sets
 
 
 def training_data(recipe: Recipe, data_root: Path) -> tuple[Sequence[Any], list[Path]]:
@@ -179,10 +183,27 @@ def steps_for(recipe: Recipe, n_items: int, world: int) -> int:
 
 
 def code_hash() -> str:
+    """The training code (the systems, which only evaluate, are left out so editing them retrains nothing)."""
     h = hashlib.sha256()
     for p in sorted(HERE.glob("dense*.py")) + [HERE / "models.py", HERE / "losses.py"]:
-        h.update(p.read_bytes())
+        if p.name != "dense_systems.py":
+            h.update(p.read_bytes())
     return h.hexdigest()[:16]
+
+
+def data_sha256(recipe: Recipe, data_root: Path) -> str:
+    """The training annotations (COCO JSONs; ADE20k's fixed layout is keyed by its file names)."""
+    h = hashlib.sha256()
+    if recipe.kind == "deeplabv3":
+        for pair in ade20k_pairs(data_root, "training")[:recipe.limit]:
+            h.update(pair.image.name.encode())
+    for ann, _ in recipe.train:
+        path = Path(data_root) / ann
+        if not path.is_file():
+            raise DenseDataError(f"{path}: training annotations not found (the {recipe.kind} recipe trains on "
+                                 f"{', '.join(a for a, _ in recipe.train)} under the data root)")
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def encoder_sha256(ckpt: Path) -> str:
@@ -195,9 +216,9 @@ def encoder_sha256(ckpt: Path) -> str:
     return h.hexdigest()
 
 
-def recipe_key(recipe: Recipe, encoder_sha: str, profile: str) -> str:
-    blob = json.dumps({"recipe": recipe.key_json(), "encoder": encoder_sha, "profile": profile, "code": code_hash()},
-                      sort_keys=True)
+def recipe_key(recipe: Recipe, encoder_sha: str, profile: str, data_sha: str) -> str:
+    blob = json.dumps({"recipe": recipe.key_json(), "encoder": encoder_sha, "profile": profile, "code": code_hash(),
+                       "data": data_sha}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -209,7 +230,6 @@ class DenseJob:
     out: Path
     key: str = ""
     log: Callable[[str], None] | None = print
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def _load_encoder(ckpt: Path, device: str) -> Any:
@@ -254,7 +274,7 @@ def _encoder_prefix(dm: DenseModel) -> str:
     return "backbone.encoder." if dm.kind == "maskrcnn" else "encoder."
 
 
-def available_kinds(profile: str, data_root: Path) -> list[str]:
+def available_kinds(data_root: Path) -> list[str]:
     """Kinds whose training data is present: ADE20k is absent from the mini data, so Table 4 trains only where it is."""
     kinds = ["multilabel", "maskrcnn"]
     try:
@@ -273,14 +293,15 @@ def prepare_dense(encoder_ckpts: dict[str, Path], out_dir: Path, profile: str, d
     if data_root is None:
         raise DenseDataError("dense transfer needs the data root (set REPRO_DATA_DIR or pass --data-root)")
     out: dict[str, Path] = {}
-    for kind in (kinds or available_kinds(profile, Path(data_root))):
+    for kind in (kinds or available_kinds(Path(data_root))):
         recipe = PROFILES[profile][kind]
+        data_sha = data_sha256(recipe, Path(data_root))
         for alias, ckpt in encoder_ckpts.items():
             if recipe.encoders is not None and alias not in recipe.encoders:
                 continue
             ckpt = Path(ckpt)
             job = DenseJob(alias, ckpt, recipe, Path(out_dir) / f"{alias}-{kind}", log=log)
-            job.key = recipe_key(recipe, encoder_sha256(ckpt), profile)
+            job.key = recipe_key(recipe, encoder_sha256(ckpt), profile, data_sha)
             current = artifact_record_is_current(job.out / "metrics.json", job.key) and (job.out / "config.json").is_file()
             if current:
                 if log:

@@ -6,8 +6,8 @@ exit; throughput).  Greedy by default; ``Sampling(sample=True, ...)`` enables te
 sampling with the standard speculative acceptance rule, which preserves the full model's distribution.
 
 ``compile=True`` runs every decode step through ``torch.compile`` of ``Llama.decode_step`` (static
-shapes: the whole preallocated cache under a position-sliced mask; verification always ``d + 1``
-wide, its unused slots hidden by the mask until overwritten). The prompt prefill stays eager.
+shapes: the whole preallocated cache under a position-sliced mask; verification padded to a power of
+two, its unused slots hidden by the mask until overwritten). The prompt prefill stays eager.
 
 Self-speculative decoding (``reuse_cache=True``, the paper's KVQ cache):
   * draft ``d`` tokens with layers ``< E`` + the shared head; the KV of layers ``< E`` stays in the cache;
@@ -150,9 +150,28 @@ class _Steps:
         return (h.clone() if self.graphs else h), logits
 
     def width(self, n: int, d: int) -> int:
-        """Verification width for n positions: n in eager mode, always d + 1 when compiled (one static shape,
-        so a short warm-up compiles every graph self-speculation needs: draft, last draft, verification)."""
-        return n if self.fn is None else d + 1
+        """Verification width for n positions: n in eager mode; compiled, the next power of two (at most d + 1),
+        so a few static shapes serve every draft length without verifying d + 1 positions after a short run."""
+        return n if self.fn is None else min(1 << (n - 1).bit_length(), d + 1)
+
+    def prepare(self, E: int, d: int, reuse_cache: bool = True) -> None:
+        """Compiled: build every graph self-speculation can use (draft, last draft, each verification width) now,
+        before any timed step. Call before the prefill: the dummy writes land in columns it then overwrites."""
+        m = self.model
+        key = (E, d, reuse_cache, m.cache_batch, m.cache_len)
+        if self.fn is None or key in getattr(m, "_prepared", set()):
+            return
+        with torch.inference_mode():
+            x = torch.zeros(m.cache_batch, 1, dtype=torch.long, device=m.output.weight.device)
+            h, _ = self(x, 0, 0, E)
+            self(x, 0, 0, E, head=False)
+            for w in sorted({self.width(n, d) for n in range(2, d + 2)}):
+                if reuse_cache:
+                    self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers)
+                else:
+                    self(x.new_zeros(m.cache_batch, w), 0, 0, m.config.n_layers)
+        m._prepared = getattr(m, "_prepared", set()) | {key}
+        self.layer_positions = 0
 
 
 def _exit_decode(steps: _Steps, ids: torch.Tensor, out: _Out, exit_layer: int, s: Sampling, gen) -> None:
@@ -238,6 +257,7 @@ def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: in
     drafted from the prompt's exit and the first verification runs those layers on prompt + drafts together,
     one pass over the upper layers' weights fewer per generation, same output."""
     L = steps.model.config.n_layers
+    steps.prepare(E, d, reuse_cache)
     first = None
     if reuse_cache:
         h, logits = steps.prefill(ids, E)

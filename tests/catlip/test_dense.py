@@ -201,7 +201,7 @@ def test_fit_resumed_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize("profile", ["smoke", "mini", "paper"])
-@pytest.mark.parametrize("name", ["table3_coco_multilabel", "table4_ade20k", "table5_coco_detection"])
+@pytest.mark.parametrize("name", ["table3_coco_multilabel", "table4_ade20k", "table5_coco_detection", "dense_finetuning"])
 def test_table_specs_load(name, profile):
     from suite.tables import load_table
 
@@ -210,19 +210,28 @@ def test_table_specs_load(name, profile):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_training(tmp_path, data_root, encoder_dir):
-    """torchrun with 2 CPU processes (gloo): one multi-label model, trained data-parallel, saved once."""
+@pytest.mark.parametrize("kind", ["multilabel", "maskrcnn"])
+def test_two_process_ddp_training(tmp_path, data_root, encoder_dir, kind):
+    """torchrun with 2 CPU processes (gloo): one model, trained data-parallel, saved once, loadable."""
     import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "reproductions.catlip.dense", "--encoder", f"catlip={encoder_dir}", "--out", str(tmp_path / "o"),
-           "--profile", "smoke", "--data-root", str(data_root), "--device", "cpu", "--kind", "multilabel"]
+           "--profile", "smoke", "--data-root", str(data_root), "--device", "cpu", "--kind", kind]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    cfg = json.loads((tmp_path / "o" / "catlip-multilabel" / "config.json").read_text())
+    cfg = json.loads((tmp_path / "o" / f"catlip-{kind}" / "config.json").read_text())
     assert cfg["training"]["world_size"] == 2
-    load_dense(tmp_path / "o" / "catlip-multilabel")
+    load_dense(tmp_path / "o" / f"catlip-{kind}")
+
+
+def test_missing_training_data_names_the_file(tmp_path, encoder_dir):
+    from reproductions.catlip.dense_data import DenseDataError
+
+    with pytest.raises(DenseDataError, match=r"instances_train2017\.json: training annotations not found"):
+        DN.prepare_dense({"catlip": encoder_dir}, tmp_path / "o", "mini", tmp_path, "cpu", kinds=["multilabel"],
+                         log=None)

@@ -10,6 +10,7 @@ import torch
 from reproductions.layerskip import decoding
 from reproductions.layerskip.decoding import generate, generate_batch, ragged_from_padded
 from reproductions.layerskip.model import Llama, LlamaConfig
+from reproductions.layerskip.model import linear as model_linear
 
 
 def tiny(seed=0, layers=4, kv=2, vocab=64, scale=3.0) -> Llama:
@@ -131,3 +132,22 @@ def test_torch_compile_equals_eager():
     assert generate(m, p, 16, strategy="self_speculative", exit_layer=1, num_speculations=3, compile=True)[0] == ref
     ps = prompts(seed=14, n=2)
     assert generate_batch(m, ps, 8, compile=True)[0] == [generate(m, q, 8)[0] for q in ps]
+
+
+def test_streamed_single_row_linear_matches_gemv():
+    """The 2-column GEMM path for models larger than the CPU cache (model.linear) gives the same decoding."""
+    m = tiny(seed=15)
+    ps = prompts(seed=16, n=2)
+    m.setup_cache(64)
+    assert not m.streamed  # a tiny model stays in cache
+    want = [generate(m, p, 12)[0] for p in ps] + [generate(m, ps[0], 12, strategy="self_speculative",
+                                                           exit_layer=2, num_speculations=3)[0]]
+    x = torch.randn(1, 1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model_linear(x, m.output.weight, True), model_linear(x, m.output.weight, False))
+    for mod in m.modules():
+        if hasattr(mod, "streamed"):
+            mod.streamed = True
+    got = [generate(m, p, 12)[0] for p in ps] + [generate(m, ps[0], 12, strategy="self_speculative",
+                                                          exit_layer=2, num_speculations=3)[0]]
+    assert got == want
