@@ -33,7 +33,8 @@ def main(argv=None):
         print(json.dumps(r, indent=1))
         return
     print(f"{r['captions']} captions, vocabulary list of {r['vocab_size']} synsets (noisy: shared CPU)")
-    print(f"  ours, cold cache : {r['ours_cold_captions_per_s']:10.0f} captions/s  (+{r['ours_init_s']:.2f}s one-off: our noun dicts + NLTK WordNet load)")
+    print(f"  ours, cold cache : {r['ours_cold_captions_per_s']:10.0f} captions/s  "
+          f"(+{r['ours_init_s']:.2f}s one-off: our noun dicts + NLTK WordNet load)")
     print(f"  ours, warm cache : {r['ours_warm_captions_per_s']:10.0f} captions/s")
     print(f"  naive corenet    : {r['naive_captions_per_s']:10.0f} captions/s")
     print(f"  speed-up {r['speedup_cold']:.1f}x cold, {r['speedup_warm']:.1f}x warm; labels identical: {r['labels_identical']}")

@@ -4,14 +4,20 @@
 Weights: by default a random Llama of a few tens of millions of parameters whose layers >= E are scaled near
 identity (so the early exit agrees with the last layer and acceptance is high; its acceptance says nothing
 about a trained LayerSkip model). ``--checkpoint DIR`` loads a trained HF-format checkpoint; with ``--topv2 N``
-the prompts are the first N TOPv2 weather test utterances (LayerSkip arXiv 2404.16710v4, Table 11 setting),
-tokenised by the checkpoint's tokenizer, and every system stops at EOS. ``--preset 1b|7b --device cuda
+the prompts are the first N TOPv2 weather test utterances, tokenised by the checkpoint's tokenizer, and every
+system stops at EOS (the setting of arXiv 2404.16710v4, Appendix A.2, Table 11: greedy TOPv2 on a CPU, d = 7,
+at most 50 new tokens). ``--preset 1b|7b --device cuda
 --dtype bfloat16`` uses the Llama 3.2 1B / Llama 2 7B shapes with random weights and prints AR ms/token next
 to the memory-bandwidth bound (weight bytes / HBM bandwidth).
 
+On a CPU shared with other jobs, ``--threads 1 --clock cpu`` times each system by this process's CPU time,
+which waiting for a core does not inflate (memory-bandwidth contention still does; systems are interleaved
+per prompt so that it hits all of them alike).
+
 Examples:
-  python benchmarks/decoding.py --threads 2 --prompts 6 --max-new-tokens 64 --batch 4
-  python benchmarks/decoding.py --checkpoint DIR --topv2 20 --exit-layer 2 --num-speculations 6 --batch 8
+  python benchmarks/decoding.py --threads 2 --prompts 6 --max-new-tokens 64 --batch 6 --compile
+  python benchmarks/decoding.py --checkpoint DIR --topv2 40 --exit-layer 1 --num-speculations 10 \
+      --draft-confidence 0.5 --batch 10 --threads 1 --clock cpu
   python benchmarks/decoding.py --preset 1b --device cuda --dtype bfloat16 --compile --skip-hf
 """
 from __future__ import annotations

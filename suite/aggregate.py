@@ -40,7 +40,7 @@ def bootstrap_dataset(fn: Callable[[list], Mapping[str, float]], records: Record
     rng = np.random.default_rng(seed)
     n = len(records)
     draws: dict[str, list[float]] = {}
-    for b in range(resamples):
+    for _ in range(resamples):
         idx = rng.integers(0, n, size=n)
         sample = [{**records[i], "id": f"{records[i]['id']}#{j}"} for j, i in enumerate(idx)]
         for name, v in fn(sample).items():

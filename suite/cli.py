@@ -10,19 +10,18 @@ from typing import Any, Sequence
 
 import yaml
 
-from suite import cli_help, data_cli
+from suite import cli_help, data_cli, pinning
 from suite import gate as gate_mod
-from suite import pinning
 from suite.compare import TableResult, evaluate_table
 from suite.data import DataMissing, data_root
-from suite.provision import ensure_data
-from suite.sandbox import SandboxUnavailable
 from suite.devices import DTYPES, resolve_device, resolve_dtype
 from suite.locks import LockBusy, exclusive
 from suite.papers import Paper, PrepareContext, blocked_runs, describe, format_plan, missing_message
+from suite.provision import ensure_data
 from suite.registry import PAPERS, PROFILES, SYSTEMS, TASKS, RegistryError
 from suite.report import write_report
 from suite.runner import execute, runs_root
+from suite.sandbox import SandboxUnavailable
 from suite.spec import RunSpec
 from suite.tables import TableSpec, TableSpecError
 

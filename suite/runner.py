@@ -42,8 +42,15 @@ from suite.interfaces import Example, RunContext
 from suite.locks import LockBusy, exclusive, is_lock_file
 from suite.progress import Progress
 from suite.provenance import provenance
-from suite.records import (append_record, check_unique, read_json, read_run_records, record_files, runs_root,
-                           write_json_atomic)
+from suite.records import (
+    append_record,
+    check_unique,
+    read_json,
+    read_run_records,
+    record_files,
+    runs_root,
+    write_json_atomic,
+)
 from suite.registry import SYSTEMS, TASKS
 from suite.spec import RunSpec
 
@@ -233,6 +240,9 @@ def _seed_batch(seed: int, first_id: str) -> None:
 def _run_examples(task: Any, system: Any, spec: RunSpec, examples: list[Example], done: set[str], out_path: Path,
                   quiet: bool) -> None:
     batch_size = max(1, int(spec.params_dict.get("batch_size", 1)))
+    # A task that scores in parallel (sandboxed programs) gets a chunk of whole batches at once; the chunk is
+    # a multiple of the batch size, so batch composition (and so every output) does not depend on it.
+    per_chunk = max(1, -(-int(getattr(task, "score_chunk", 1)) // batch_size))
     n_samples = int(getattr(task, "samples_per_example", 1))
     n_done = sum(ex.id in done for ex in examples)
     bar = Progress(f"{spec.task}|{spec.system}", len(examples), done=n_done,
@@ -240,11 +250,11 @@ def _run_examples(task: Any, system: Any, spec: RunSpec, examples: list[Example]
     with open(out_path, "a", encoding="utf-8") as out:
         # Batch boundaries are fixed by position, and a partly recorded batch (a kill between two appends)
         # is rerun whole, so every output comes from the same batch composition as in an uninterrupted run.
-        for batch in _batches(examples, batch_size):
-            if all(ex.id in done for ex in batch):
+        for chunk in _batches(examples, batch_size * per_chunk):
+            batches = [b for b in _batches(chunk, batch_size) if not all(ex.id in done for ex in b)]
+            if not batches:
                 continue
-            _seed_batch(spec.seed, batch[0].id)
-            for rec in _run_batch(task, system, batch, n_samples):
+            for rec in _run_chunk(task, system, spec.seed, batches, n_samples):
                 if rec["id"] not in done:
                     append_record(out, rec)
                     bar.update()
@@ -261,10 +271,17 @@ def _predict(system: Any, requests: list[Any], examples: list[Example]) -> list[
     return outs
 
 
-def _run_batch(task: Any, system: Any, batch: list[Example], n_samples: int) -> list[dict[str, Any]]:
+def _predict_batch(task: Any, system: Any, seed: int, batch: list[Example], n_samples: int) -> list[list[Any]]:
+    """Outputs per example (``n_samples`` each), with the RNG seeded by the batch, not by what ran before."""
+    _seed_batch(seed, batch[0].id)
     requests = [task.request(ex) for ex in batch]
     samples = [_predict(system, requests, batch) for _ in range(n_samples)]
-    per_example = [[s[i] for s in samples] for i in range(len(batch))]
+    return [[s[i] for s in samples] for i in range(len(batch))]
+
+
+def _run_chunk(task: Any, system: Any, seed: int, batches: list[list[Example]], n_samples: int) -> list[dict[str, Any]]:
+    batch = [ex for b in batches for ex in b]
+    per_example = [outs for b in batches for outs in _predict_batch(task, system, seed, b, n_samples)]
     scores = _score(task, batch, per_example, n_samples)
     evidence = getattr(task, "evidence", None)
     records = []

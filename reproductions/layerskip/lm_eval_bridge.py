@@ -289,7 +289,7 @@ class LayerSkipEvalCore:
             ids = self._encode_with_bos(context)
             keep = max(1, self.max_length - max_new)
             ids = ids[-keep:]
-            stop_fn = (lambda toks: any(s in self.tok_decode(toks) for s in stops)) if stops else None
+            stop_fn = (lambda toks: any(s in self.tok_decode(toks) for s in stops)) if stops else None  # noqa: B023 (used in this iteration)
             sampling, gen = self._sampling(kw)
             toks, st = self._generate_ids(ids, max_new, stop_fn, sampling, gen)
             text = self.tok_decode(toks)

@@ -133,6 +133,7 @@ def prepare(ctx: PrepareContext) -> dict[str, Path]:
     from concurrent.futures import ProcessPoolExecutor
 
     from suite.tasks.topv2 import data_file
+
     from .topv2 import load_split
 
     test_rows = load_split("test", DOMAINS, ctx.data_root)[: EVAL_N[ctx.profile]]

@@ -17,9 +17,18 @@ from typing import Iterable, Sequence
 
 import torch
 
-from suite.data import DataMissing, data_root as _data_root
-from suite.tasks.topv2 import (DOMAINS, GET_INSTRUCTIONS, SEP, verified_file, normalize_parse, prompt_for,
-                               read_rows, target_for)
+from suite.data import DataMissing
+from suite.data import data_root as _data_root
+from suite.tasks.topv2 import (
+    DOMAINS,
+    GET_INSTRUCTIONS,
+    SEP,
+    normalize_parse,
+    prompt_for,
+    read_rows,
+    target_for,
+    verified_file,
+)
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK, SEP)
@@ -258,6 +267,7 @@ def evaluate(model, tokenizer, rows: Sequence[Row], max_new_tokens: int = 80, ex
 def _main(argv=None):  # python -m reproductions.layerskip.topv2 CKPT_DIR [--n 200] [--exit 2 4]
     import argparse
     import time
+
     from .checkpoint import load_llama
     ap = argparse.ArgumentParser(description="greedy EM + per-layer accuracy of a TOPv2 checkpoint")
     ap.add_argument("checkpoint")

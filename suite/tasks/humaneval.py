@@ -50,6 +50,9 @@ class HumanEvalTask:
     name = "humaneval"
     main_metric = "pass@1"
     splits = ("test",)
+    score_chunk = 16
+    """Examples the runner hands ``score_batch`` at once, so sandboxes run in parallel even at batch size 1
+    (a kill loses at most this many generations)."""
 
     def __init__(self, samples_per_problem: int = 1, ks: tuple[int, ...] = (1,), timeout_s: float = 10.0,
                  max_new_tokens: int = 512):

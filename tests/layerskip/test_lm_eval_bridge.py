@@ -230,11 +230,11 @@ def test_record_flows_into_a_table_cell(ckpt, tmp_path, monkeypatch):
     become a suite artifact, and a table row with ``artifact:`` reads them."""
     import json
 
-    from suite.compare import evaluate_table
-    from reproductions.layerskip.lm_eval_bridge import record
-    from suite.tables import load_table
-
     import datasets
+
+    from reproductions.layerskip.lm_eval_bridge import record
+    from suite.compare import evaluate_table
+    from suite.tables import load_table
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -287,6 +287,13 @@ def test_unknown_names(tmp_path, capsys, argv, must):
     no_finished_run(tmp_path / "runs")
 
 
+def register_for_test(monkeypatch, registry, name, target) -> None:
+    """A registration undone after the test, so other tests see only the built-ins."""
+    registry.names()  # the entry points first: only the temporary name changes
+    monkeypatch.setitem(registry._targets, name, target)
+    monkeypatch.setitem(registry._sources, name, "test")
+
+
 SPEC = """
 id: bad-demo
 paper: demo
@@ -306,14 +313,15 @@ gate:
 
 
 @pytest.fixture
-def demo_paper(tmp_path):
+def demo_paper(tmp_path, monkeypatch):
     """A paper registered at runtime whose one table reads one finished run (metrics written by hand)."""
     def make(metric: str = "exact_match", paper_key: str = "paper") -> tuple[str, Path]:
         tables = tmp_path / f"tables-{uuid.uuid4().hex[:6]}"
         tables.mkdir()
         (tables / "bad.yaml").write_text(SPEC.replace("METRIC", metric).replace("PAPERKEY", paper_key))
         name = f"demo{uuid.uuid4().hex[:8]}"
-        PAPERS.register(name, Paper(name=name, title="Demo", arxiv="0000.00000", tables_dir=tables))
+        register_for_test(monkeypatch, PAPERS, name, Paper(name=name, title="Demo", arxiv="0000.00000",
+                                                           tables_dir=tables))
         return name, tables / "bad.yaml"
     return make
 

@@ -28,7 +28,7 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("determinism")
     d = tmp / "data" / "topv2" / "TOPv2_Dataset"
     d.mkdir(parents=True)
-    rows = [Row(f"weather_test:{i}", "weather", f"is it going to rain in city {i} tomorrow",
+    rows = [Row(f"weather_test:{i}", "weather", f"is it going to rain tomorrow in city {i}",
                 f"[IN:GET_WEATHER [SL:WEATHER_ATTRIBUTE rain ] [SL:LOCATION city {i} ] ]") for i in range(N)]
     (d / "weather_test.tsv").write_text("domain\tutterance\tsemantic_parse\n"
                                         + "".join(f"{r.domain}\t{r.utterance}\t{r.parse}\n" for r in rows))
@@ -38,6 +38,8 @@ def world(tmp_path_factory):
     model = Llama(LlamaConfig(vocab_size=len(tok), dim=48, n_layers=4, n_heads=4, n_kv_heads=2, intermediate_size=96,
                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                               pad_token_id=tok.pad_token_id, max_seq_len=128))
+    with torch.no_grad():  # specials (EOS) never win: full-length outputs, many drafts rejected
+        model.output.weight[sorted(tok.all_special_ids)] = 0.0
     save_llama(model, ckpt)
     return tmp / "data", ckpt
 
@@ -66,7 +68,7 @@ def test_same_spec_same_predictions_and_metrics(world, tmp_path, system, params)
     first = _run(world, system, params, tmp_path / "a", threads=1)
     assert first == _run(world, system, params, tmp_path / "b", threads=1)
     texts = {r["outputs"][0] for r in first[0]}
-    assert len(texts) > 1 and all(len(t.split()) > 3 for t in texts), "a degenerate model would prove nothing"
+    assert len(texts) > 2 and all(len(t.split()) > 3 for t in texts), "a degenerate model would prove nothing"
     two = _run(world, system, params, tmp_path / "c", threads=2)
     assert [r["outputs"] for r in two[0]] == [r["outputs"] for r in first[0]]
     assert two == first

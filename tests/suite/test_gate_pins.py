@@ -136,7 +136,7 @@ def colored_pairs(tmp_path):
     from PIL import Image
 
     with open(tmp_path / "pairs.jsonl", "w") as f:
-        for i, (c, w) in enumerate(zip(COLORS, WORDS)):
+        for c, w in zip(COLORS, WORDS):
             Image.new("RGB", (48, 40), c).save(tmp_path / f"{w}.png")
             f.write(json.dumps({"image_path": f"{w}.png", "captions": [f"a {w}"]}) + "\n")
     return tmp_path / "pairs.jsonl"

@@ -41,6 +41,13 @@ def test_paired_test_ignores_a_few_flips_and_catches_a_systematic_change():
 # ----------------------------------------------------------------------------- end to end through the CLI
 
 
+def register_for_test(monkeypatch, registry, name, target) -> None:
+    """A registration undone after the test, so other tests see only the built-ins."""
+    registry.names()  # the entry points first: only the temporary name changes
+    monkeypatch.setitem(registry._targets, name, target)
+    monkeypatch.setitem(registry._sources, name, "test")
+
+
 class _ListModel(OneAtATime):
     """Answers TOPv2 correctly except for the example indices listed in its 'weights' file."""
 
@@ -79,13 +86,13 @@ gate:
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, monkeypatch):
     data = tmp_path / "data" / "topv2" / "TOPv2_Dataset"
     data.mkdir(parents=True)
     rows = ["domain\tutterance\tsemantic_parse"] + [f"weather\tq {i}\t[IN:GET_WEATHER x{i} ]" for i in range(N)]
     (data / "weather_test.tsv").write_text("\n".join(rows) + "\n")
     system = f"list-model-{uuid.uuid4().hex[:8]}"
-    SYSTEMS.register(system, _ListModel)
+    register_for_test(monkeypatch, SYSTEMS, system, _ListModel)
     weights = tmp_path / "weights.txt"
     weights.write_text("0,1,2,3,4,5,6,7,8,9")
     tables = tmp_path / "tables"
@@ -93,7 +100,8 @@ def setup(tmp_path):
     (tables / "t.yaml").write_text(SPEC.replace("SYSTEM", system).replace("WEIGHTS", str(weights))
                                    .replace("LIMIT", str(N)))
     paper = f"gatedemo{uuid.uuid4().hex[:8]}"
-    PAPERS.register(paper, Paper(name=paper, title="Demo", arxiv="0000.00000", tables_dir=tables))
+    register_for_test(monkeypatch, PAPERS, paper, Paper(name=paper, title="Demo", arxiv="0000.00000",
+                                                        tables_dir=tables))
     common = ["--profile", "smoke", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"),
               "--baselines", str(tmp_path / "baselines"), "--data-root", str(tmp_path / "data")]
     costs = tmp_path / "runs" / "smoke" / "artifacts" / "costs" / "metrics.json"

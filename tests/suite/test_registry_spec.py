@@ -1,6 +1,6 @@
 import pytest
 
-from suite.registry import Registry, RegistryError, SYSTEMS, TASKS
+from suite.registry import SYSTEMS, TASKS, Registry, RegistryError
 from suite.spec import RunSpec
 
 

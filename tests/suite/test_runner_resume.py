@@ -68,6 +68,13 @@ def test_finished_run_is_reused_and_force_recomputes(tmp_path):
 # ----------------------------------------------------------------------------- reuse and stale records
 
 
+def register_for_test(monkeypatch, registry, name, target) -> None:
+    """A registration undone after the test, so other tests see only the built-ins."""
+    registry.names()  # the entry points first: only the temporary name changes
+    monkeypatch.setitem(registry._targets, name, target)
+    monkeypatch.setitem(registry._sources, name, "test")
+
+
 class _FileModel(OneAtATime):
     """A 'model' whose weights are a text file: it answers with the file's content (the expected parse when
     the file holds 'good'), and its identity is the file's content, as a checkpoint sha256 would be."""
@@ -93,10 +100,10 @@ class _FileModel(OneAtATime):
 
 
 @pytest.fixture
-def file_model(tmp_path):
+def file_model(tmp_path, monkeypatch):
     name = f"file-model-{uuid.uuid4().hex[:8]}"
     cls = type(name, (_FileModel,), {"built": 0, "fail_on_build": False})
-    SYSTEMS.register(name, cls)
+    register_for_test(monkeypatch, SYSTEMS, name, cls)
     weights = tmp_path / "weights.txt"
     weights.write_text("good")
     return name, cls, weights
@@ -137,11 +144,11 @@ def test_partly_recorded_batch_is_rerun_whole(tmp_path, monkeypatch):
 
     spec = RunSpec.make("humaneval", "oracle", "smoke", limit=6, params={"batch_size": 3})
     seen: list[list[str]] = []
-    real = runner._run_batch
+    real = runner._predict_batch
 
-    def spy(task, system, batch, n):
+    def spy(task, system, seed, batch, n):
         seen.append([e.id for e in batch])
-        return real(task, system, batch, n)
+        return real(task, system, seed, batch, n)
 
     path = runner.run_dir(spec, tmp_path)
     path.mkdir(parents=True)
@@ -150,7 +157,7 @@ def test_partly_recorded_batch_is_rerun_whole(tmp_path, monkeypatch):
         for i in first:
             f.write(json.dumps({"id": i, "outputs": ["x"], "scores": {"pass@1": 1.0, "rouge2": 0.0}, "stats": {}})
                     + "\n")
-    monkeypatch.setattr(runner, "_run_batch", spy)
+    monkeypatch.setattr(runner, "_predict_batch", spy)
     res = execute(spec, root=tmp_path, data_root=None, quiet=True)
     assert seen == [["HumanEval/3", "HumanEval/4", "HumanEval/5"]]
     assert [r["id"] for r in read_records(res.path / "records.jsonl")] == [f"HumanEval/{i}" for i in range(6)]

@@ -1,15 +1,13 @@
 """Table specs -> comparison -> report -> gate, on a tiny synthetic table with hand-made run records."""
 import json
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from suite import gate
 from suite.cli import main
 from suite.compare import evaluate_table
-from suite.report import write_report
 from suite.records import write_json_atomic
+from suite.report import write_report
 from suite.runner import run_dir
 from suite.tables import TableSpecError, load_table
 

@@ -1,7 +1,11 @@
 import pytest
 
-from reproductions.layerskip.training.curriculum import (GradualCurriculum, NoCurriculum, RotationalCurriculum,
-                                                         make_curriculum)
+from reproductions.layerskip.training.curriculum import (
+    GradualCurriculum,
+    NoCurriculum,
+    RotationalCurriculum,
+    make_curriculum,
+)
 
 
 def test_rotational_pattern_rotates_and_keeps_last():

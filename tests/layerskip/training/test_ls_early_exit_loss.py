@@ -1,11 +1,14 @@
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from reproductions.layerskip.training.early_exit_loss import (early_exit_loss, layer_loss_weights, loss_scales,
-                                                              per_layer_accuracy)
+from reproductions.layerskip.training.early_exit_loss import (
+    early_exit_loss,
+    layer_loss_weights,
+    loss_scales,
+    per_layer_accuracy,
+)
 
 
 def test_paper_scales_small_L():

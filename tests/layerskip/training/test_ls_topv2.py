@@ -85,12 +85,13 @@ def test_tokenizer_round_trip_on_real_rows(tmp_path):
 
 def test_greedy_eval_cached_equals_plain_loop():
     import torch
+
     from reproductions.layerskip import topv2
     from reproductions.layerskip.model import Llama, LlamaConfig
 
     rows = [topv2.Row(f"x:{i}", "weather", u, p) for i, (u, p) in enumerate([
         ("how cold is it?", "[IN:GET_WEATHER how [SL:WEATHER_ATTRIBUTE cold ] is it ? ]"),
-        ("rain in Paris tomorrow", "[IN:GET_WEATHER [SL:WEATHER_ATTRIBUTE rain ] in [SL:LOCATION Paris ] [SL:DATE_TIME tomorrow ] ]"),
+        ("rain in Paris tomorrow", "[IN:GET_WEATHER [SL:WEATHER_ATTRIBUTE rain ] in [SL:LOCATION Paris ] [SL:DATE_TIME tomorrow ] ]"),  # noqa: E501
         ("is it hot", "[IN:GET_WEATHER is it [SL:WEATHER_ATTRIBUTE hot ] ]")])]
     tok = topv2.build_tokenizer(rows)
     torch.manual_seed(0)
