@@ -170,7 +170,7 @@ def interleaved(systems: dict[str, Run], wl: Workload, sync):
     names = list(systems)
     for i, p in enumerate(wl.prompts):
         for name in names[i % len(names):] + names[: i % len(names)]:
-            (out, a), wall = timed(lambda: systems[name](p, wl.max_new), sync)
+            (out, a), wall = timed(lambda: systems[name](p, wl.max_new), sync)  # noqa: B023 (called at once)
             walls[name].append(wall)
             toks[name].append(out)
             if a is not None:
@@ -202,11 +202,12 @@ def batched(model: Llama, wl: Workload, B: int, exit_layer: int | None, compile:
     for c in {len(c): c for c in chunks}.values():  # warm-up (and compilation) for each batch shape
         generate_batch(model, c, min(wl.max_new, 8), **kw)
     one = dict(strategy="early_exit", exit_layer=exit_layer) if exit_layer else {}
-    t1 = sum(timed(lambda: generate(model, p, wl.max_new, eos_token_ids=wl.eos, compile=compile, **one), sync)[1]
+    t1 = sum(timed(lambda: generate(model, p, wl.max_new, eos_token_ids=wl.eos, compile=compile, **one),  # noqa: B023
+                   sync)[1]
              for p in wl.prompts)
     outs, tb = [], 0.0
     for c in chunks:
-        (o, _), t = timed(lambda: generate_batch(model, c, wl.max_new, **kw), sync)
+        (o, _), t = timed(lambda: generate_batch(model, c, wl.max_new, **kw), sync)  # noqa: B023 (called at once)
         outs += o
         tb += t
     n = sum(map(len, outs))

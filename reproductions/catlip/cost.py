@@ -130,6 +130,7 @@ def _cpu_step_peak_bytes(step) -> int:
     """Peak of tensor memory allocated during one step (torch profiler's
     allocator events, relative to the start of the step)."""
     import tempfile
+
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
@@ -177,7 +178,7 @@ def measure(encoder: str = "tiny", resolution: int = 64, batch: int = 64, vocab_
         for name, v in samples[m].items():
             res[m][name] = statistics.median(v)
     if memory:
-        for m, (model, opt, fns) in setups.items():
+        for m, (model, _opt, fns) in setups.items():
             if dev.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()

@@ -55,8 +55,8 @@ PAPER = Paper(
                  "pairs, probes and one fine-tuning epoch on 2% of Imagenette, 40 validation images); the numbers "
                  "test the pipeline, not the paper.",
         "mini": "Mini profile: a tiny ViT (4 layers, width 192, 64 px) pre-trained with CatLIP and with CLIP for the "
-                "same 400 steps of 64 Flickr8k image-caption pairs (real captions, 8,091 images), vocabulary "
-                "Vτ = 10; transfer to Imagenette (10 ImageNet-1k classes, 4,000 training / 3,925 validation "
+                "same 800 steps of 64 Flickr8k image-caption pairs (real captions, 8,091 images), vocabulary "
+                "Vτ = 100 (257 synsets); transfer to Imagenette (10 ImageNet-1k classes, 4,000 training / 3,925 validation "
                 "images) by linear probe and fine-tuning; evaluation through the imagenet task adapter. The paper's "
                 "numbers are for ViT B/L/H pre-trained on 1.3 B pairs and are shown beside ours, not compared.",
         "paper": "Paper profile: corenet's released CatLIP checkpoints (pre-trained and fine-tuned, mapped onto our "

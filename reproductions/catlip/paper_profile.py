@@ -139,7 +139,7 @@ def _probe_step(enc_dir: Path, data_layout: str, root: Path, meta: Path | None, 
     import torch
 
     from .models import load_encoder
-    from .transfer import EvalProtocol, ProbeConfig, fit_probe, random_head, save_classifier, encode
+    from .transfer import EvalProtocol, ProbeConfig, encode, fit_probe, random_head, save_classifier
     from .transfer_data import load
 
     data = load(data_layout, root, "train", meta)

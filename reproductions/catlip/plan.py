@@ -36,8 +36,7 @@ def estimate_run(run: Any, samples: int | None) -> float | None:
 
 
 def _prepare_paper_steps(ctx: PrepareContext) -> list[PlannedStep]:
-    from .paper_profile import (CAPTIONS, IMAGENET_TRAIN, PLACES, RELEASE_URL, VOCAB_PKL, caption_file,
-                                checkpoint_root, releases)
+    from .paper_profile import CAPTIONS, IMAGENET_TRAIN, PLACES, RELEASE_URL, VOCAB_PKL, caption_file, checkpoint_root, releases
 
     root = ctx.data_root
     ck = checkpoint_root(root)
@@ -86,7 +85,8 @@ def _prepare_paper_steps(ctx: PrepareContext) -> list[PlannedStep]:
 
 
 def _prepare_small_steps(profile: str, ctx: PrepareContext) -> list[PlannedStep]:
-    from .pipeline import FLICKR, IMAGENET_META, fig5_alias, profile as get_profile
+    from .pipeline import FLICKR, IMAGENET_META, fig5_alias
+    from .pipeline import profile as get_profile
 
     p = get_profile(profile)
     root = ctx.data_root

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -95,7 +95,7 @@ def lr_at(step: int, c: TrainConfig) -> float:
 
 def param_groups(model: torch.nn.Module, wd: float):
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
 

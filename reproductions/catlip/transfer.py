@@ -175,9 +175,13 @@ def random_head(width: int, num_classes: int, seed: int = 0) -> nn.Linear:
     return head
 
 
-def transfer_init_head(encoder_dir: Path, data: ClassificationData, alpha: float, seed: int = 0
-                       ) -> tuple[nn.Linear, dict]:
-    """Transfer Init (Section 4.2): rows of CatLIP's pre-training classifier mapped onto the task's labels."""
+def transfer_init_head(encoder_dir: Path, data: ClassificationData, alpha: float, seed: int = 0,
+                       transfer_bias: bool = False) -> tuple[nn.Linear, dict]:
+    """Transfer Init (Section 4.2): rows of CatLIP's pre-training classifier mapped onto the task's labels.
+
+    The paper does not say whether biases move with the rows. Ours stay zero by default: a BCE bias is the
+    log-odds of a synset appearing in a caption (very negative for rare ones), which in a softmax over the new
+    classes would only handicap the matched classes against the unmatched ones."""
     from . import transfer_init as T
     from .vocab import load_vocab
 
@@ -189,7 +193,7 @@ def transfer_init_head(encoder_dir: Path, data: ClassificationData, alpha: float
     if len(vocab) != pre.out_features:
         raise ValueError(f"{vocab_path}: {len(vocab)} synsets but the classifier has {pre.out_features} rows")
     cov = T.match_labels(list(data.label_names), vocab.offsets, alpha=alpha)
-    head = T.transfer_init(pre, cov, seed=seed)
+    head = T.transfer_init(pre, cov, transfer_bias=transfer_bias, seed=seed)
     return head, cov.summary()
 
 

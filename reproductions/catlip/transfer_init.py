@@ -8,7 +8,8 @@ so this module is our reading of the text. Choices the paper leaves open, made
 explicit here:
 
 * threshold α on ``path_similarity`` (>= α counts as a match); the paper gives
-  no value, we default to 0.5 (i.e. at most one hypernym edge away);
+  no value, we default to 0.5 (i.e. at most one hypernym edge away; the smoke/mini
+  profiles use 0.25 with their small caption vocabulary);
 * when several vocabulary synsets tie for the best similarity, their rows are
   averaged (same treatment as multi-synset labels);
 * the bias is transferred with the same averaging (``transfer_bias``).

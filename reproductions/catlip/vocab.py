@@ -189,6 +189,7 @@ def load_vocab(path: str | Path) -> Vocab:
 
 def main(argv=None):
     import argparse
+
     from .data import read_manifest
     p = argparse.ArgumentParser(description="Build a CatLIP synset vocabulary from a JSONL/TSV manifest")
     p.add_argument("manifest")

@@ -210,7 +210,7 @@ class NounIndex:
         off = offs[0]
         return off if self.first_lemma.get(off) == lemma else None
 
-    @lru_cache(maxsize=None)
+    @lru_cache(maxsize=None)  # noqa: B019 - one NounIndex per process (noun_index() caches it), never freed anyway
     def ancestors(self, offset: int) -> dict[int, int]:
         """Shortest hypernym distance to every ancestor (incl. itself), the
         BFS NLTK uses for ``path_similarity`` (hypernyms + instance hypernyms)."""

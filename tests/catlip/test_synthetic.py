@@ -2,8 +2,6 @@
 import itertools
 import math
 
-import torch
-
 from reproductions.catlip import data as D
 
 

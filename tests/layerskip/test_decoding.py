@@ -33,7 +33,7 @@ def test_greedy_self_speculation_is_lossless(ls, seed, agree, layers, kv, tied):
     m = tiny(seed, agree, layers=layers, kv=kv, tied=tied, ls=ls)
     g = torch.Generator().manual_seed(seed)
     rates = []
-    for trial in range(2):
+    for _ in range(2):
         prompt = torch.randint(0, 64, (int(torch.randint(1, 12, (1,), generator=g)),), generator=g).tolist()
         ref, st_ref = generate(m, prompt, 20)
         assert st_ref.generated_tokens == len(ref) == 20 and st_ref.drafted == 0

@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, data, out_dir: str | os.PathLike, *, tokenizer=None,
         step_mod = DDP(step_mod, find_unused_parameters=True)
 
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for _, p in model.named_parameters():
         (decay if p.dim() >= 2 else no_decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
@@ -255,6 +255,7 @@ def main(argv=None) -> None:
     """python -m reproductions.layerskip.training.trainer --out DIR [--variant ld+ee] [--setting topv2-finetune]
     [--set key=value ...]: train a mini model on TOPv2 (REPRO_DATA_DIR)."""
     import argparse
+
     from .. import topv2
     from .recipe import setting
     ap = argparse.ArgumentParser()
