@@ -479,7 +479,10 @@ def data_dir(explicit: Path | None) -> Path:
 
 def run(artifacts: Path, profile_name: str, data_root: Path | None, *, device: str = "cpu", force: bool = False,
         log: Callable[[str], None] = print) -> dict[str, Path]:
-    """Run or reuse every stage; return artifact aliases -> folders (models and measurement records)."""
+    """Run or reuse every stage; return artifact aliases -> folders (models and measurement records).
+
+    On a CPU the two pre-trainings (and the two fine-tunings) run side by side in ``spawn``ed processes, so a
+    script calling this must guard its entry point with ``if __name__ == "__main__":`` (``repro`` does)."""
     import torch
 
     p = profile(profile_name)
