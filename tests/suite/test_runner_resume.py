@@ -22,13 +22,14 @@ LIMIT = 12
 
 def _cmd(runs: Path) -> list[str]:
     return [sys.executable, "-m", "suite.cli", "run", "--task", "humaneval", "--system", "oracle", "--limit",
-            str(LIMIT), "--param", "delay_s=0.3", "--runs-dir", str(runs)]
+            str(LIMIT), "--param", "delay_s=0.3", "--task-arg", "score_chunk=1", "--runs-dir", str(runs)]
 
 
 def test_real_kill_then_resume(tmp_path):
     proc = subprocess.Popen(_cmd(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=Path(__file__).resolve().parents[2])
-    spec = RunSpec.make("humaneval", "oracle", "smoke", limit=LIMIT, params={"delay_s": 0.3})
+    spec = RunSpec.make("humaneval", "oracle", "smoke", limit=LIMIT, params={"delay_s": 0.3},
+                        task_args={"score_chunk": 1})  # records land one by one, so the kill can fall mid-run
     records = tmp_path / "smoke" / spec.dirname / "records.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,25 @@ def _plain_python() -> str | None:
     return None
 
 
+def _world_readable_copy(repo: Path, dest: Path) -> Path:
+    """The probe and the suite where uid 65534 can read them: a clone may sit in a 0700 folder (mktemp -d)."""
+    shutil.copytree(repo / "suite", dest / "suite", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo / "tests" / "suite" / "sandbox" / "unprivileged_probe.py", dest)
+    for p in [dest, *dest.parents]:
+        if p == Path(tempfile.gettempdir()) or p == p.parent:
+            break
+        p.chmod(p.stat().st_mode | 0o755)
+    for p in dest.rglob("*"):
+        p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
+    return dest
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None or _plain_python() is None,
                     reason="needs root (to become an ordinary user), bwrap, and a system python3 >= 3.9")
-def test_an_ordinary_user_gets_a_user_namespace_sandbox():
+def test_an_ordinary_user_gets_a_user_namespace_sandbox(tmp_path_factory):
     """The non-root path: bwrap creates a user namespace; RLIMIT_NPROC counts only the sandbox's processes."""
-    root = Path(__file__).resolve().parents[3]
-    proc = subprocess.run([_plain_python(), str(Path(__file__).with_name("unprivileged_probe.py"))],
+    root = _world_readable_copy(Path(__file__).resolve().parents[3], tmp_path_factory.mktemp("probe"))
+    proc = subprocess.run([_plain_python(), str(root / "unprivileged_probe.py")],
                           capture_output=True, text=True, timeout=60, user=65534, group=65534, extra_groups=[],
                           cwd="/", env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     if proc.returncode == 3:
