@@ -18,7 +18,7 @@ from suite.devices import DTYPES, resolve_device, resolve_dtype
 from suite.locks import LockBusy, exclusive
 from suite.papers import Paper, PrepareContext, blocked_runs, describe, format_plan, missing_message
 from suite.provision import ensure_data
-from suite.registry import PAPERS, PROFILES, SYSTEMS, TASKS, RegistryError
+from suite.registry import PAPERS, PROFILE_DTYPE, PROFILES, SYSTEMS, TASKS, RegistryError
 from suite.report import write_report
 from suite.runner import execute, runs_root
 from suite.sandbox import SandboxUnavailable
@@ -119,17 +119,29 @@ def _report(name: str, paper: Paper, profile: str, root: Path, out: Path,
 
 
 def cmd_reproduce(a: argparse.Namespace) -> int:
+    device = resolve_device(a.device)
+    dtype = resolve_dtype(a.dtype or os.environ.get("REPRO_DTYPE") or PROFILE_DTYPE.get(a.profile), device)
+    before = os.environ.get("REPRO_DTYPE")
+    os.environ["REPRO_DTYPE"] = dtype  # trainers run in spawned processes: they resolve the same precision
+    try:
+        return _reproduce(a, device, dtype)
+    finally:
+        if before is None:
+            os.environ.pop("REPRO_DTYPE", None)
+        else:
+            os.environ["REPRO_DTYPE"] = before
+
+
+def _reproduce(a: argparse.Namespace, device: str, dtype: str) -> int:
     root = runs_root(a.runs_dir)
     droot = data_root(a.data_root)
-    device = resolve_device(a.device)
-    dtype = resolve_dtype(a.dtype, device)
     if a.dry_run:
         return _dry_run(a, root, droot, device, dtype)
     t0 = time.perf_counter()
     skipped_steps = []
     for name, _ in _papers(a.paper):  # refuse before training, not after, when the report could not be written
         pinning.require_clean(Path(a.out) / name / a.profile, "a report", a.allow_dirty)
-    ensure_data(a.paper, a.profile, droot)  # fetch what is missing (or list it all, offline) before any training
+    ensure_data(a.paper, a.profile, a.data_root)  # fetch what is missing (or list it all, offline) before any training
     for name, paper in _papers(a.paper):
         specs = paper.tables(a.profile)  # validate every spec before spending time on training
         ctx = PrepareContext(a.profile, droot, root / a.profile / "artifacts", force=a.force, device=device,

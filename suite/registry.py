@@ -79,3 +79,7 @@ SYSTEMS = Registry("system", "repro.systems")
 PAPERS = Registry("paper", "repro.papers")
 
 PROFILES = ("smoke", "mini", "paper")
+PROFILE_DTYPE = {"mini": "float32"}
+"""Precision a profile uses unless ``--dtype``/``$REPRO_DTYPE`` says otherwise (else ``auto``). The mini baselines
+are pinned in fp32 so that they hold on every CPU, with or without native bf16; smoke follows the hardware (CI runs
+on one kind of machine) and the paper profile uses bf16 on GPUs, as the papers did."""

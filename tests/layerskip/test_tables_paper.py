@@ -146,7 +146,8 @@ def test_table7_cnndm_column_has_its_own_runs_at_the_paper_profile():
 def test_table11_runs_at_the_paper_profile_on_a_cpu_and_shares_runs_with_table7():
     t11 = _spec("table11_topv2_cpu.yaml")
     assert t11.skipped is None
-    rows = {r.id: r.run for r in t11.rows}
+    rows = {r.id: r.run for r in t11.rows if r.run is not None}
+    assert set(rows) == {r.id for r in t11.rows} - {"ss_fast"}  # our mini-only setting does not run here
     assert rows["ar"].params_dict["model"] == "topv2-baseline" and rows["ss_mid"].params_dict["exit_layer"] == 12
     assert all(r.params_dict["device"] == "cpu" and r.limit == 100 for r in rows.values())
     assert len(rows["ar"].task_args_dict["domains"]) == 8

@@ -44,3 +44,23 @@ def test_explicit_dtype_wins_and_aliases_work(monkeypatch):
 def test_device_info_names_the_cpu():
     info = devices.device_info("cpu", "float32").to_json()
     assert info["device"] == "cpu" and info["gpu_name"] is None and info["cpu_model"]
+
+
+def test_mini_profile_defaults_to_fp32_and_spawned_trainers_see_it(monkeypatch):
+    """The mini baselines are pinned in fp32: a bf16-capable CPU must not silently train in bf16 at mini."""
+    import argparse
+    import os
+
+    from suite import cli
+
+    monkeypatch.delenv("REPRO_DTYPE", raising=False)
+    seen = {}
+    monkeypatch.setattr(cli, "_reproduce", lambda a, device, dtype: seen.update(dtype=dtype,
+                                                                               env=os.environ["REPRO_DTYPE"]) or 0)
+    a = argparse.Namespace(device="cpu", dtype=None, profile="mini")
+    assert cli.cmd_reproduce(a) == 0
+    assert seen == {"dtype": "float32", "env": "float32"}
+    assert "REPRO_DTYPE" not in os.environ  # restored after the command
+    a = argparse.Namespace(device="cpu", dtype="bfloat16", profile="mini")
+    cli.cmd_reproduce(a)
+    assert seen["dtype"] == "bfloat16"  # an explicit choice wins

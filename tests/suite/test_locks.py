@@ -91,7 +91,7 @@ def test_force_keeps_the_lock_file(tmp_path):
     assert lock.stat().st_ino == inode, "deleting a lock file lets a second writer take a new one"
 
 
-def test_report_and_artifacts_folders_are_locked(tmp_path, capsys):
+def test_report_and_artifacts_folders_are_locked(tmp_path, capsys, sanity_data):
     out = tmp_path / "reports"
     p = _holder(out / "sanity" / "smoke")
     try:

@@ -159,7 +159,7 @@ def test_yaml_syntax_error_names_line(tmp_path):
         load_table(p, "smoke")
 
 
-def test_cli_sanity_paper_gate_end_to_end(tmp_path, capsys):
+def test_cli_sanity_paper_gate_end_to_end(tmp_path, capsys, sanity_data):
     runs, out, base = tmp_path / "runs", tmp_path / "reports", tmp_path / "baselines"
     common = ["--profile", "smoke", "--runs-dir", str(runs), "--out", str(out), "--baselines", str(base)]
     # limit the self-test to 3 problems via a copied spec would change the paper; instead reuse the real one
