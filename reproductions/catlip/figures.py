@@ -6,17 +6,10 @@ import json
 from pathlib import Path
 
 from suite.compare import TableResult
+from suite.plotting import pyplot, save_figure
 
 VOCAB_ARTIFACTS = {"catlip-vocab": "Flickr8k", "catlip-vocab-cc3m": "CC3M", "catlip-vocab-datacomp": "DataComp-1.3B"}
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _vocab_arrays(runs_root: Path, profile: str) -> dict[str, dict]:
@@ -32,7 +25,7 @@ def vocabulary(runs_root: Path, profile: str, out_dir: Path) -> Path | None:
     sets = _vocab_arrays(runs_root, profile)
     if not sets:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for label, a in sets.items():
         thr = sorted(a["in1k_matched_at"], key=float)
@@ -56,11 +49,7 @@ def vocabulary(runs_root: Path, profile: str, out_dir: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"CatLIP vocabulary statistics ({profile} profile)")
-    fig.tight_layout()
-    out = out_dir / "vocabulary_statistics.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_dir / "vocabulary_statistics.png", dpi=110)
 
 
 def transfer_init(results: list[TableResult], profile: str, out_dir: Path) -> Path | None:
@@ -76,7 +65,7 @@ def transfer_init(results: list[TableResult], profile: str, out_dir: Path) -> Pa
     if not pts:
         return None
     pts.sort(key=lambda t: t[0])
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.8, 3.8))
     for name, pick, style in (("Transfer Init", lambda t: t[1], "s-"), ("random init", lambda t: t[2], "o--")):
         xs = [p[0] for p in pts if pick(p) is not None and pick(p).ours is not None]
@@ -90,11 +79,7 @@ def transfer_init(results: list[TableResult], profile: str, out_dir: Path) -> Pa
            title=f"Fig. 5: linear probe, Transfer Init vs random ({profile})")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out = out_dir / "fig5_transfer_init.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_dir / "fig5_transfer_init.png", dpi=120)
 
 
 def draw_all(results: list[TableResult], runs_root: Path, profile: str, out_dir: Path) -> list[Path]:

@@ -5,15 +5,7 @@ import json
 from pathlib import Path
 
 from suite.compare import TableResult
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from suite.plotting import pyplot, save_figure
 
 
 def per_layer(runs_root: Path, profile: str, out_dir: Path) -> Path | None:
@@ -22,7 +14,7 @@ def per_layer(runs_root: Path, profile: str, out_dir: Path) -> Path | None:
         return None
     m = json.loads(path.read_text())["metrics"]
     layers = sorted({int(k.rsplit("_l", 1)[1]) for k in m if "_exact_match_l" in k})
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric, title in ((axes[0], "exact_match", "greedy exact match"),
                               (axes[1], "next_token_acc", "teacher-forced next-token accuracy")):
@@ -37,11 +29,7 @@ def per_layer(runs_root: Path, profile: str, out_dir: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"TOPv2 early exit at every layer ({profile} profile, n={json.loads(path.read_text())['n_examples']})")
-    fig.tight_layout()
-    out = out_dir / "per_layer_early_exit.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_dir / "per_layer_early_exit.png", dpi=120)
 
 
 def speed_vs_exit(results: list[TableResult], profile: str, out_dir: Path) -> Path | None:
@@ -49,27 +37,23 @@ def speed_vs_exit(results: list[TableResult], profile: str, out_dir: Path) -> Pa
     if res is None:
         return None
     pts = []
-    for key in ("ss_lo", "ss_mid", "ss_hi"):
+    for key in ("ss_lo", "ss_mid", "ss_hi", "ss_fast"):
         sp, acc = res.cells.get(f"{key}.speedup"), res.cells.get(f"{key}.acc")
         ee = res.cells.get(f"ee_{key[3:]}.ms")
         if sp and sp.ours is not None and acc and acc.ours is not None:
             pts.append((key, sp.ours, acc.ours, ee.ours if ee else None))
     if not pts:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    names = {"ss_lo": "E low", "ss_mid": "E mid", "ss_hi": "E high"}
+    names = {"ss_lo": "E low", "ss_mid": "E mid", "ss_hi": "E high", "ss_fast": "E=1, d=12\nconf. 0.6"}
     ax.bar([names[p[0]] for p in pts], [p[1] for p in pts], color="#4c72b0")
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     for i, p in enumerate(pts):
         ax.text(i, p[1], f"{p[1]:.2f}×\nacc {100 * p[2]:.0f}%", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("speedup over AR (mean ms/token ratio)")
     ax.set_title(f"Self-speculative speedup vs exit layer ({profile})")
-    fig.tight_layout()
-    out = out_dir / "speedup_vs_exit_layer.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_dir / "speedup_vs_exit_layer.png", dpi=120)
 
 
 def draw_all(results: list[TableResult], runs_root: Path, profile: str, out_dir: Path) -> list[Path]:
