@@ -32,16 +32,12 @@ def _byte_tokenizer():
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
+def tiny_ckpt(tmp_path_factory, ls):
     """A tiny random Llama saved as a real HF checkpoint (config.json + model.safetensors + tokenizer)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     d = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=260, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-                      max_position_embeddings=128, bos_token_id=0, eos_token_id=1)
-    LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
+    model = ls.hf_model(ls.LLAMA2, vocab_size=260, hidden_size=32, intermediate_size=64, max_position_embeddings=128,
+                        bos_token_id=0, eos_token_id=1)
+    model.save_pretrained(d, safe_serialization=True)
     _byte_tokenizer().save_pretrained(d)
     assert (d / "model.safetensors").is_file()
     return d
