@@ -56,6 +56,11 @@ class DecodeStats:
     """Decoder layers run per generated token after the prompt (drafting + verification for self-speculation),
     counted per position: the deterministic part of the cost, which the gate can compare where wall time on a
     shared machine cannot be (e.g. AR = L, early exit = E, KVQ re-use < no re-use)."""
+    sequential_layers_per_token: float = 0.0
+    """Decoder layer passes per generated token, one per layer of each forward call however many positions it
+    carries: a verification of k + 1 positions through layers [E, L) counts L - E. This is the latency model of
+    small-batch decoding (each pass re-reads the layer's weights and pays its fixed overhead), so it is what
+    makes self-speculation faster even though it computes more positions than AR (``layers_per_token``)."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -129,6 +134,8 @@ class _Steps:
         self.model = model
         self.layer_positions = 0
         """Layers x positions run by decode steps (prefill excluded), per row: see DecodeStats.layers_per_token."""
+        self.layer_passes = 0
+        """Layers run by decode steps, once per call (prefill excluded): DecodeStats.sequential_layers_per_token."""
         self.fn = compiled_step(model) if compile else None
         self.graphs = compile and model.output.weight.device.type == "cuda"  # outputs reused by the next replay
 
@@ -141,6 +148,7 @@ class _Steps:
     def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True):
         """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None."""
         self.layer_positions += (end - start) * x.shape[1]
+        self.layer_passes += end - start
         if self.fn is None:
             h = self.model.run_layers(x, pos, start, end)
             return h, (self.model.head(h) if head else None)
@@ -171,7 +179,7 @@ class _Steps:
                 else:
                     self(x.new_zeros(m.cache_batch, w), 0, 0, m.config.n_layers)
         m._prepared = getattr(m, "_prepared", set()) | {key}
-        self.layer_positions = 0
+        self.layer_positions = self.layer_passes = 0
 
 
 def _exit_decode(steps: _Steps, ids: torch.Tensor, out: _Out, exit_layer: int, s: Sampling, gen) -> None:
@@ -242,6 +250,7 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
         last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
         if prompt:  # the prompt's positions are prefill work, not counted in layers_per_token
             steps.layer_positions += (L - E) * (k + 1)
+            steps.layer_passes += L - E
             h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L)
             return model.head(h[0, -(k + 1):])
         pad = [last.new_zeros(1, extra, last.shape[-1])] if extra else []
@@ -333,6 +342,7 @@ def generate(model: Llama, prompt_ids: Sequence[int] | torch.Tensor, max_new_tok
             raise ValueError(f"unknown strategy {strategy!r}")
     _sync(dev)
     st.layers_per_token = steps.layer_positions / max(len(out.tokens), 1)
+    st.sequential_layers_per_token = steps.layer_passes / max(len(out.tokens), 1)
     return out.tokens, _finish(st, t0, len(out.tokens), len(out.tokens))
 
 
@@ -386,6 +396,7 @@ def generate_batch(model: Llama, prompts: Sequence[Sequence[int]], max_new_token
     _sync(dev)
     total = sum(len(o.tokens) for o in outs)
     stats = [_finish(DecodeStats(prompt_tokens=n, batch_size=B,
-                                 layers_per_token=steps.layer_positions / max(len(o.tokens), 1)),
+                                 layers_per_token=steps.layer_positions / max(len(o.tokens), 1),
+                                 sequential_layers_per_token=steps.layer_passes / max(len(o.tokens), 1)),
                      t0, len(o.tokens), total) for n, o in zip(lens, outs)]
     return [o.tokens for o in outs], stats

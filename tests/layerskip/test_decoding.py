@@ -173,3 +173,22 @@ def test_draft_confidence_shortens_drafts_losslessly(ls):
                         draft_confidence=conf)[0] == want
     for n in (1, 2):
         assert generate(m, prompt, n, strategy="self_speculative", exit_layer=1, num_speculations=4)[0] == ref[:n]
+
+
+def test_layer_counts_per_token(ls):
+    """AR runs every layer once per token after the first (which the prefill gives); early exit E layers; an
+    agreeing model's self-speculation runs far fewer sequential layer passes than AR (the source of its speed)
+    but at least as many layer x positions, and without KVQ re-use more positions than with it."""
+    m = tiny(0, True, layers=4, ls=ls)
+    prompt, n = [5, 9, 2], 16
+    _, ar = generate(m, prompt, n)
+    assert ar.layers_per_token == ar.sequential_layers_per_token == pytest.approx(4 * (n - 1) / n)
+    _, ee = generate(m, prompt, n, strategy="early_exit", exit_layer=2)
+    assert ee.layers_per_token == ee.sequential_layers_per_token == pytest.approx(2 * (n - 1) / n)
+    _, ss = generate(m, prompt, n, strategy="self_speculative", exit_layer=1, num_speculations=6)
+    _, no_reuse = generate(m, prompt, n, strategy="self_speculative", exit_layer=1, num_speculations=6,
+                           reuse_cache=False)
+    assert ss.acceptance_rate > 0.9
+    assert ss.sequential_layers_per_token < ar.sequential_layers_per_token - 1
+    assert ss.layers_per_token >= ar.layers_per_token - 0.5  # the bonus token is all it saves in positions
+    assert no_reuse.layers_per_token > ss.layers_per_token
