@@ -49,6 +49,7 @@ def speed_vs_exit(results: list[TableResult], profile: str, out_dir: Path) -> Pa
     names = {"ss_lo": "E low", "ss_mid": "E mid", "ss_hi": "E high", "ss_fast": "E=1, d=12\nconf. 0.6"}
     ax.bar([names[p[0]] for p in pts], [p[1] for p in pts], color="#4c72b0")
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_ylim(0, 1.25 * max(max(p[1] for p in pts), 1.0))  # room for the labels above the bars
     for i, p in enumerate(pts):
         ax.text(i, p[1], f"{p[1]:.2f}×\nacc {100 * p[2]:.0f}%", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("speedup over AR (mean ms/token ratio)")
