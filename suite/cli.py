@@ -120,7 +120,7 @@ def _report(name: str, paper: Paper, profile: str, root: Path, out: Path,
 
 def cmd_reproduce(a: argparse.Namespace) -> int:
     device = resolve_device(a.device)
-    dtype = resolve_dtype(a.dtype or os.environ.get("REPRO_DTYPE") or PROFILE_DTYPE.get(a.profile), device)
+    dtype = resolve_dtype(a.dtype, device, PROFILE_DTYPE.get(a.profile, "auto"))
     before = os.environ.get("REPRO_DTYPE")
     os.environ["REPRO_DTYPE"] = dtype  # trainers run in spawned processes: they resolve the same precision
     try:

@@ -78,11 +78,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def resolve_dtype(requested: str | None, device: str) -> str:
-    """``auto`` (default, or ``$REPRO_DTYPE``): bf16 where the hardware computes it natively, else fp32."""
+def resolve_dtype(requested: str | None, device: str, default: str = "auto") -> str:
+    """``requested``, else ``$REPRO_DTYPE``, else ``default`` (a profile's own, see ``PROFILE_DTYPE``); ``auto``:
+    bf16 where the hardware computes it natively, else fp32."""
     import torch
 
-    req = (requested or os.environ.get("REPRO_DTYPE") or "auto").strip().lower()
+    req = (requested or os.environ.get("REPRO_DTYPE") or default).strip().lower()
     aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
     req = aliases.get(req, req)
     if req not in DTYPES:

@@ -51,7 +51,7 @@ from suite.records import (
     runs_root,
     write_json_atomic,
 )
-from suite.registry import SYSTEMS, TASKS
+from suite.registry import PROFILE_DTYPE, SYSTEMS, TASKS
 from suite.spec import RunSpec
 
 __all__ = ["execute", "check_metrics", "load_metrics", "run_dir", "runs_root", "RunResult"]
@@ -111,7 +111,7 @@ def execute(spec: RunSpec, *, root: Path, data_root: Path | None, artifacts: Map
     system_cls = SYSTEMS.get(spec.system)
     dev = resolve_device(device)
     ctx = RunContext(profile=spec.profile, data_root=data_root, artifacts=dict(artifacts or {}), device=dev,
-                     dtype=resolve_dtype(dtype, dev), seed=spec.seed)
+                     dtype=resolve_dtype(dtype, dev, PROFILE_DTYPE.get(spec.profile, "auto")), seed=spec.seed)
     params = {k: v for k, v in spec.params_dict.items() if k not in RUNNER_PARAMS}
     with _run_lock(path, w):
         if w.is_main:

@@ -64,3 +64,23 @@ def test_mini_profile_defaults_to_fp32_and_spawned_trainers_see_it(monkeypatch):
     a = argparse.Namespace(device="cpu", dtype="bfloat16", profile="mini")
     cli.cmd_reproduce(a)
     assert seen["dtype"] == "bfloat16"  # an explicit choice wins
+
+
+def test_a_single_run_at_mini_uses_the_profile_precision(monkeypatch, tmp_path):
+    """`repro run --profile mini` records the precision `repro reproduce` pins the mini baselines in; smoke keeps
+    the hardware's choice, and the environment beats the profile."""
+    from suite.runner import execute
+    from suite.spec import RunSpec
+
+    monkeypatch.delenv("REPRO_DTYPE", raising=False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+
+    def dtype_of(profile: str) -> str:
+        spec = RunSpec.make("humaneval", "oracle", profile, limit=1)
+        res = execute(spec, root=tmp_path / "runs", data_root=None, device="cpu", dtype=None, quiet=True,
+                      force=True)
+        return res.metrics["device"]["dtype"]
+
+    assert (dtype_of("mini"), dtype_of("smoke")) == ("float32", "bfloat16")
+    monkeypatch.setenv("REPRO_DTYPE", "bfloat16")
+    assert dtype_of("mini") == "bfloat16"
