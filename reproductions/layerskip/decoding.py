@@ -147,8 +147,7 @@ class _Steps:
 
     def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True):
         """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None."""
-        self.layer_positions += (end - start) * x.shape[1]
-        self.layer_passes += end - start
+        self.count(end - start, x.shape[1])
         if self.fn is None:
             h = self.model.run_layers(x, pos, start, end)
             return h, (self.model.head(h) if head else None)
@@ -156,6 +155,16 @@ class _Steps:
             torch.compiler.cudagraph_mark_step_begin()
         h, logits = self.fn(x, self.model._cols[pos:pos + x.shape[1]], start, end, head)
         return (h.clone() if self.graphs else h), logits
+
+    def count(self, layers: int, positions: int) -> None:
+        """One forward call of ``layers`` layers over ``positions`` positions (per row)."""
+        self.layer_positions += layers * positions
+        self.layer_passes += layers
+
+    def per_token(self, tokens: int) -> dict[str, float]:
+        """The DecodeStats layer counts for a row that generated ``tokens`` tokens."""
+        n = max(tokens, 1)
+        return {"layers_per_token": self.layer_positions / n, "sequential_layers_per_token": self.layer_passes / n}
 
     def width(self, n: int, d: int) -> int:
         """Verification width for n positions: n in eager mode; compiled, the next power of two (at most d + 1),
@@ -249,8 +258,7 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
     if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
         last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
         if prompt:  # the prompt's positions are prefill work, not counted in layers_per_token
-            steps.layer_positions += (L - E) * (k + 1)
-            steps.layer_passes += L - E
+            steps.count(L - E, k + 1)
             h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L)
             return model.head(h[0, -(k + 1):])
         pad = [last.new_zeros(1, extra, last.shape[-1])] if extra else []
@@ -341,8 +349,7 @@ def generate(model: Llama, prompt_ids: Sequence[int] | torch.Tensor, max_new_tok
         else:
             raise ValueError(f"unknown strategy {strategy!r}")
     _sync(dev)
-    st.layers_per_token = steps.layer_positions / max(len(out.tokens), 1)
-    st.sequential_layers_per_token = steps.layer_passes / max(len(out.tokens), 1)
+    vars(st).update(steps.per_token(len(out.tokens)))
     return out.tokens, _finish(st, t0, len(out.tokens), len(out.tokens))
 
 
@@ -395,8 +402,6 @@ def generate_batch(model: Llama, prompts: Sequence[Sequence[int]], max_new_token
             pos += 1
     _sync(dev)
     total = sum(len(o.tokens) for o in outs)
-    stats = [_finish(DecodeStats(prompt_tokens=n, batch_size=B,
-                                 layers_per_token=steps.layer_positions / max(len(o.tokens), 1),
-                                 sequential_layers_per_token=steps.layer_passes / max(len(o.tokens), 1)),
-                     t0, len(o.tokens), total) for n, o in zip(lens, outs)]
+    stats = [_finish(DecodeStats(prompt_tokens=n, batch_size=B, **steps.per_token(len(o.tokens))), t0,
+                     len(o.tokens), total) for n, o in zip(lens, outs)]
     return [o.tokens for o in outs], stats
