@@ -55,14 +55,14 @@ class HumanEvalTask:
     (a kill loses at most this many generations)."""
 
     def __init__(self, samples_per_problem: int = 1, ks: tuple[int, ...] = (1,), timeout_s: float = 10.0,
-                 max_new_tokens: int = 512, score_chunk: int = 16):
+                 max_new_tokens: int = 512, score_chunk: int | None = None):
         if any(k > samples_per_problem for k in ks):
             raise ValueError(f"humaneval: every k in {ks} must be <= samples_per_problem={samples_per_problem}")
         self.samples_per_example = samples_per_problem
         self.ks = tuple(ks)
         self.timeout_s = timeout_s
         self.max_new_tokens = max_new_tokens
-        if score_chunk != 16:  # only a non-default chunk enters the task settings (it changes no score)
+        if score_chunk not in (None, HumanEvalTask.score_chunk):  # only another chunk enters the task settings
             self.score_chunk = int(score_chunk)
 
     def _path(self, data_root: Path | None) -> Path:
