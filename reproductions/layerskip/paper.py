@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from suite.cores import CoreShare
 from suite.papers import Paper, PrepareContext
 from suite.records import artifact_record_is_current, write_artifact_record, write_json_atomic
 
@@ -35,7 +36,8 @@ def train_config(profile: str, variant: str):
     from .training.recipe import setting
 
     # Both models of a profile train in parallel, one process per core, one thread each (measured faster
-    # than two threads per process on 2 cores). Precision: bf16 autocast where the hardware has native bf16
+    # than two threads per process on 2 cores); the one still running when the other ends takes both cores
+    # (``_train_one``). Precision: bf16 autocast where the hardware has native bf16
     # (TrainConfig.precision "auto"), else fp32.
     shape: dict[str, Any] = dict(n_layers=N_LAYERS, domains=DOMAINS, seed=0, threads=1,
                                  setting="topv2-finetune", log_every=50)
@@ -80,7 +82,11 @@ def _train_one(ctx: PrepareContext, name: str, variant: str) -> Path:
     train_rows = load_split("train", DOMAINS, ctx.data_root)
     tokenizer = build_tokenizer(train_rows)  # deterministic: both processes build the same vocabulary
     batches = make_train_batches(tokenizer, train_rows, cfg.batch_size, seed=cfg.seed, max_len=cfg.max_seq_len)
-    record = train(cfg, batches, work, tokenizer=tokenizer, log=lambda m: print(f"[{name}] {m}", flush=True))
+    # side-by-side trainers share the cores: when one finishes, the other takes its core (same weights)
+    share = CoreShare(ctx.artifacts_dir / ".cores")
+    with share.worker(name):
+        record = train(cfg, batches, work, tokenizer=tokenizer, threads=share.threads,
+                       log=lambda m: print(f"[{name}] {m}", flush=True))
     tmp = ctx.artifacts_dir / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(work / "final", tmp)

@@ -32,6 +32,7 @@ from .recipe import TrainConfig
 
 STATE_FILE = "training_state.pt"
 RECORD_FILE = "train_record.json"
+THREADS_POLL_EVERY = 10
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -106,11 +107,14 @@ def train(cfg: TrainConfig, data, out_dir: str | os.PathLike, *, tokenizer=None,
           resume: bool = True, stop_after: int | None = None,
           save_model: Callable[[nn.Module, Path], None] = _default_save,
           load_model: Callable[[nn.Module, Path], None] = _default_load,
-          device: str = "cpu", log: Callable[[str], None] = _log) -> dict[str, Any]:
+          device: str = "cpu", log: Callable[[str], None] = _log,
+          threads: Callable[[], int] | None = None) -> dict[str, Any]:
     """Train ``model`` (built from ``cfg`` if None) on ``data.batch(step, rank, world)``.
 
     ``stop_after`` ends the run after that many steps without writing ``final`` (used to test
-    resumption). Returns the train record.
+    resumption). ``threads``: asked every few steps how many CPU threads to use now (e.g. a
+    ``suite.cores.CoreShare``: the last of two side-by-side trainers takes both cores); it changes the
+    speed only, not the weights. Returns the train record.
     """
     out = Path(out_dir)
     rank, world = _dist_info()
@@ -192,6 +196,8 @@ def train(cfg: TrainConfig, data, out_dir: str | os.PathLike, *, tokenizer=None,
     amp_dev = "cuda" if device.startswith("cuda") else "cpu"
     record["precision"] = str(amp_dtype or torch.float32).removeprefix("torch.")
     for step in range(start, end):
+        if threads is not None and step % THREADS_POLL_EVERY == 0:
+            _retune_threads(threads(), step, record, log)
         b = data.batch(step, rank, world)
         ids, labels = b["input_ids"].to(device), b["labels"].to(device)
         masks = dropper.masks(step, ids.shape[0], device=device)
@@ -244,6 +250,13 @@ def train(cfg: TrainConfig, data, out_dir: str | os.PathLike, *, tokenizer=None,
     if rank == 0:
         (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
     return record
+
+
+def _retune_threads(n: int, step: int, record: dict[str, Any], log: Callable[[str], None]) -> None:
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+        record.setdefault("thread_changes", []).append({"step": step, "threads": n})
+        log(f"[train] step {step}: now {n} CPU thread(s)")
 
 
 def _close_segment(record, start, end, t0, tokens):

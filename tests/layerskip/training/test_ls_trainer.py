@@ -107,3 +107,30 @@ def test_precision_follows_the_hardware_unless_forced(tmp_path):
     old = {k: v for k, v in cfg().to_dict().items() if k != "precision"}
     assert TrainConfig.from_dict({**old, "bf16": True}).precision == "bfloat16"
     assert TrainConfig.from_dict({**old, "bf16": False}).precision == "float32"
+
+
+def test_changing_the_thread_count_mid_run_keeps_the_weights(tmp_path):
+    """What lets side-by-side trainers share cores (paper.py, suite.cores): the thread count is a speed knob only.
+    Wide enough (dim 128, 16 x 24 tokens) that the GEMMs really split across threads."""
+    c = cfg(dim=128, n_heads=4, steps=4, checkpoint_every=0)
+    data = Data(B=16, T=24)
+    fixed = train(c, data, tmp_path / "a", tokenizer=Tok(), log=lambda m: None)
+    calls = []
+
+    def alternate():
+        calls.append(1)
+        return 1 + len(calls) % 2
+
+    before = torch.get_num_threads()
+    import reproductions.layerskip.training.trainer as trainer
+    old, trainer.THREADS_POLL_EVERY = trainer.THREADS_POLL_EVERY, 1
+    try:
+        shared = train(c, data, tmp_path / "b", tokenizer=Tok(), log=lambda m: None, threads=alternate)
+    finally:
+        trainer.THREADS_POLL_EVERY = old
+        torch.set_num_threads(before)
+    assert [x["threads"] for x in shared["thread_changes"]] == [2, 1, 2, 1]
+    assert shared["losses"] == fixed["losses"]
+    wa, wb = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
