@@ -129,23 +129,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, streamed: bool = False) -> torch.Tensor:
-    """``F.linear(x, w)``, with two CPU inference shortcuts for the few rows that decoding multiplies.
+    """``F.linear(x, w)``, or for the few rows that a decode step whose weights stream from DRAM multiplies
+    (``streamed``: see ``Llama.streams``), the kernel that reads them faster.
 
-    Measured with MKL on a 2-core AMD EPYC (fp32, weights not in cache): for 2-8 rows ``W @ x^T`` takes about
-    half the time of ``x @ W^T`` (the GEMM F.linear picks packs the weight first); for one row, the GEMV
-    reaches about half the bandwidth of a 2-column GEMM (1408x256: 180 vs 80 us), but is twice as fast when
-    the weight is in cache (41 vs 85 us), so only a model larger than the last-level cache (``streamed``, set
-    by ``Llama.setup_cache``) takes the GEMM."""
+    Measured with MKL on a 2-core AMD EPYC, fp32, one thread (``benchmarks/linear_kernels.py`` prints it for any
+    CPU): with the weight coming from DRAM, the 2-column GEMM ``W @ [x; x]^T`` for one row and ``W @ x^T`` for
+    2-8 rows take 0.4-0.8x the time of F.linear's GEMV / packed GEMM (the 4194x256 LM head, 1 row: 181 vs 346
+    us); with the weight in cache they are slower (0.6-1.0x), and for the MLP down projection (704 inputs) they
+    never win, so only those calls take them."""
     rows = x.numel() // x.shape[-1]
-    if rows > 8 or x.device.type != "cpu" or torch.is_grad_enabled():
+    if not streamed or rows > 8 or x.shape[-1] > 512 or x.device.type != "cpu" or torch.is_grad_enabled():
         return F.linear(x, w)
     if rows == 1:
-        if not streamed:
-            return F.linear(x, w)
         x1 = x.reshape(1, -1)
         return (w @ torch.cat((x1, x1)).t())[:, 0].reshape(*x.shape[:-1], w.shape[0])
-    if rows * x.shape[-1] > 2048:  # wide inputs (e.g. the MLP down projection): the packed GEMM wins again
-        return F.linear(x, w)
     return (w @ x.reshape(rows, -1).t()).t().reshape(*x.shape[:-1], w.shape[0])
 
 
@@ -159,6 +156,11 @@ def _last_level_cache_bytes() -> int:
         mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:].upper(), 1)
         return int(txt.rstrip("KMGkmg")) * mult
     return 32 << 20
+
+
+STREAM_CACHE_SHARE = 4
+"""A decode step whose weights exceed 1/4 of the last-level cache is taken to stream them from DRAM (measured on the
+mini model: layer 0 + head, 7.5 MB of a 32 MB cache, stay hot across draft steps; the whole 28 MB model does not)."""
 
 
 class RMSNorm(nn.Module):
@@ -182,19 +184,19 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         self.gqa = cfg.n_heads != cfg.n_kv_heads
-        self.streamed = False  # see linear(); set by Llama.setup_cache
         # preallocated [B, n_kv, S, hd] buffers (non-persistent: never in a state dict), see Llama.setup_cache
         self.register_buffer("k_cache", None, persistent=False)
         self.register_buffer("v_cache", None, persistent=False)
 
     def forward(self, x, cos, sin, cols: int | torch.Tensor | None = None, span: int = 0,
-                mask: torch.Tensor | None = None):
+                mask: torch.Tensor | None = None, streamed: bool = False):
         """``cols`` None: plain causal attention over ``x``. Else write k/v into cache columns ``cols``
-        (first column as an int, or a LongTensor [T]) and attend to cache columns ``0..span-1`` under ``mask``."""
+        (first column as an int, or a LongTensor [T]) and attend to cache columns ``0..span-1`` under ``mask``.
+        ``streamed``: the weights come from DRAM on this call (see ``linear``)."""
         B, T, _ = x.shape
         H, KV = self.n_heads, self.n_kv
         # the weights directly: a Linear module call costs more than the tiny GEMM when decoding
-        qkv = linear(x, self.wqkv.weight, self.streamed).view(B, T, H + 2 * KV, self.hd)
+        qkv = linear(x, self.wqkv.weight, streamed).view(B, T, H + 2 * KV, self.hd)
         qk = apply_rope(qkv[:, :, : H + KV], cos, sin)
         q = qk[:, :, :H].transpose(1, 2)
         k = qk[:, :, H:].transpose(1, 2)
@@ -213,7 +215,7 @@ class Attention(nn.Module):
                 vc.index_copy_(2, cols, v)
             y = F.scaled_dot_product_attention(q, kc[:, :, :span], vc[:, :, :span], attn_mask=mask,
                                                enable_gqa=self.gqa)
-        return linear(y.transpose(1, 2).reshape(B, T, H * self.hd), self.wo.weight, self.streamed)
+        return linear(y.transpose(1, 2).reshape(B, T, H * self.hd), self.wo.weight, streamed)
 
 
 class MLP(nn.Module):
@@ -222,11 +224,10 @@ class MLP(nn.Module):
         self.inter = cfg.intermediate_size
         self.w13 = nn.Linear(cfg.dim, 2 * cfg.intermediate_size, bias=False)  # [gate; up]
         self.w2 = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
-        self.streamed = False  # see linear(); set by Llama.setup_cache
 
-    def forward(self, x):
-        gate, up = linear(x, self.w13.weight, self.streamed).split(self.inter, dim=-1)
-        return linear(F.silu(gate) * up, self.w2.weight, self.streamed)
+    def forward(self, x, streamed: bool = False):
+        gate, up = linear(x, self.w13.weight, streamed).split(self.inter, dim=-1)
+        return linear(F.silu(gate) * up, self.w2.weight, streamed)
 
 
 class Block(nn.Module):
@@ -238,9 +239,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, cols: int | torch.Tensor | None = None, span: int = 0,
-                mask: torch.Tensor | None = None):
-        h = x + self.attn(self.attn_norm(x), cos, sin, cols, span, mask)
-        return h + self.mlp(self.mlp_norm(h))
+                mask: torch.Tensor | None = None, streamed: bool = False):
+        h = x + self.attn(self.attn_norm(x), cos, sin, cols, span, mask, streamed)
+        return h + self.mlp(self.mlp_norm(h), streamed)
 
 
 class Llama(nn.Module):
@@ -256,7 +257,10 @@ class Llama(nn.Module):
         self._rope_cast: dict = {}
         self.cache_len = 0
         self.cache_batch = 0
-        self.streamed = False  # see linear(); set by setup_cache
+        self._stream_bytes = 1 << 62  # a layer range + head reading more weight bytes than this streams from DRAM
+        self._layer_bytes: list[int] = [0]  # prefix sums of the layers' weight bytes
+        self._head_bytes = 0
+        self._head_streamed = False  # whether the last run_layers call streamed: the head that follows it does
         self._cols: torch.Tensor | None = None  # arange(S): cache column indices
         self._causal: torch.Tensor | None = None  # [S, S] bool, row c: columns 0..c
         self._pad: torch.Tensor | None = None  # [B] left-padding per row; None = no padding
@@ -300,9 +304,10 @@ class Llama(nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.tok_embeddings(input_ids)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        """Shared final norm + LM head: usable on the output of any layer (early exit)."""
-        return linear(self.norm(h), self.output.weight, self.streamed)
+    def head(self, h: torch.Tensor, streamed: bool | None = None) -> torch.Tensor:
+        """Shared final norm + LM head: usable on the output of any layer (early exit). ``streamed`` (see
+        ``linear``): by default as the last eager ``run_layers`` call read its weights."""
+        return linear(self.norm(h), self.output.weight, self._head_streamed if streamed is None else streamed)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_train(input_ids)[-1])
@@ -357,13 +362,23 @@ class Llama(nn.Module):
         self._set_padding(pad, batch_size)
 
     def _set_streamed(self) -> None:
-        """fp32 weights on a CPU that exceed its last-level cache are read from DRAM at every decode step."""
+        """fp32 CPU decoding only (elsewhere ``linear`` ignores the flag): see ``streams``."""
         w = self.output.weight
-        nbytes = sum(p.numel() * p.element_size() for p in self.parameters())
-        streamed = w.device.type == "cpu" and w.dtype == torch.float32 and nbytes > _last_level_cache_bytes()
-        for m in self.modules():
-            if hasattr(m, "streamed"):
-                m.streamed = streamed
+        cpu32 = w.device.type == "cpu" and w.dtype == torch.float32
+        self._stream_bytes = _last_level_cache_bytes() // STREAM_CACHE_SHARE if cpu32 else 1 << 62
+        self._layer_bytes = [0]
+        for layer in self.layers:
+            self._layer_bytes.append(self._layer_bytes[-1] + sum(p.numel() * p.element_size() for p in layer.parameters()))
+        self._head_bytes = self.output.weight.numel() * self.output.weight.element_size()
+
+    def streams(self, start: int, end: int) -> bool:
+        """Whether a decode step through layers [start, end) and the head reads its weights from DRAM: true when
+        they exceed a quarter of the last-level cache, which on a shared machine holds other processes' data too.
+        A full AR step or a verification pass does (the whole model is read between two uses of a weight);
+        drafting through the first layers re-reads a small working set that stays in cache."""
+        if len(self._layer_bytes) <= end:  # no cache set up yet
+            return False
+        return self._head_bytes + self._layer_bytes[end] - self._layer_bytes[start] > self._stream_bytes
 
     def _set_padding(self, pad: Sequence[int] | None, batch_size: int) -> None:
         if pad is None or not any(pad):
@@ -420,8 +435,11 @@ class Llama(nn.Module):
         cos, sin = self._rope_at(pos, T, h)
         mask = self._mask(pos, T, span)
         layers = self.layers
+        streamed = self.streams(start, end)
+        if isinstance(pos, int):  # eager: the head that follows reads the same way (decode_step passes it)
+            self._head_streamed = streamed
         for i in range(start, end):
-            h = layers[i](h, cos, sin, pos, span, mask)
+            h = layers[i](h, cos, sin, pos, span, mask, streamed)
         return h
 
     def decode_step(self, x: torch.Tensor, cols: torch.Tensor, start: int, end: int,
@@ -429,4 +447,4 @@ class Llama(nn.Module):
         """One static-shape step (the unit ``torch.compile`` captures): layers[start:end] on the tokens at cache
         columns ``cols``, plus the shared head when ``with_head``. Returns (hidden, logits or None)."""
         h = self.run_layers(x, cols, start, end)
-        return h, (self.head(h) if with_head else None)
+        return h, (self.head(h, self.streams(start, end)) if with_head else None)

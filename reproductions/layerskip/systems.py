@@ -27,7 +27,9 @@ from suite.interfaces import Example, Generation, GenerationRequest, RunContext
 from .checkpoint import checkpoint_files, load_llama, parse_dtype, resolve_checkpoint
 from .decoding import DecodeStats, Sampling, generate, generate_batch
 
-IMPL_VERSION = "layerskip-ours-3"  # 2: DecodeStats.layers_per_token; 3: sequential_layers_per_token (older runs are recomputed)
+IMPL_VERSION = "layerskip-ours-4"
+"""2: DecodeStats.layers_per_token; 3: sequential_layers_per_token; 4: kernels chosen per decode step (streamed or
+cached weights: timings change). Older runs are recomputed."""
 
 
 def _as_bool(v: Any) -> bool:
