@@ -145,15 +145,17 @@ class _Steps:
         h = self.model.run_layers(ids, 0, 0, end)
         return h, self.model.head(h[:, -1])
 
-    def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True):
-        """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None."""
+    def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True,
+                 streamed: bool | None = None):
+        """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None.
+        ``streamed``: see ``Llama.run_layers`` (default: the range's own working set)."""
         self.count(end - start, x.shape[1])
         if self.fn is None:
-            h = self.model.run_layers(x, pos, start, end)
+            h = self.model.run_layers(x, pos, start, end, streamed)
             return h, (self.model.head(h) if head else None)
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        h, logits = self.fn(x, self.model._cols[pos:pos + x.shape[1]], start, end, head)
+        h, logits = self.fn(x, self.model._cols[pos:pos + x.shape[1]], start, end, head, streamed)
         return (h.clone() if self.graphs else h), logits
 
     def count(self, layers: int, positions: int) -> None:
@@ -184,7 +186,8 @@ class _Steps:
             self(x, 0, 0, E, head=False)
             for w in sorted({self.width(n, d) for n in range(2, d + 2)}):
                 if reuse_cache:
-                    self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers)
+                    self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers,
+                         streamed=m.streams(0, m.config.n_layers))  # as _verify calls it
                 else:
                     self(x.new_zeros(m.cache_batch, w), 0, 0, m.config.n_layers)
         m._prepared = getattr(m, "_prepared", set()) | {key}
@@ -255,14 +258,15 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
     model, k = steps.model, len(drafts)
     L, extra = model.config.n_layers, steps.width(k + 1, d) - (k + 1)
     dev = model.output.weight.device
+    cold = model.streams(0, L)  # the drafts read layers < E and the head since these layers last ran
     if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
         last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
         if prompt:  # the prompt's positions are prefill work, not counted in layers_per_token
             steps.count(L - E, k + 1)
-            h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L)
+            h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L, cold)
             return model.head(h[0, -(k + 1):])
         pad = [last.new_zeros(1, extra, last.shape[-1])] if extra else []
-        _, logits = steps(torch.cat(exits + [last] + pad, dim=1), pos, E, L)
+        _, logits = steps(torch.cat(exits + [last] + pad, dim=1), pos, E, L, streamed=cold)
     else:  # ablation: recompute every layer for the k + 1 positions
         _, logits = steps(torch.tensor([[tok] + drafts + [0] * extra], device=dev), pos, 0, L)
     return logits[0, : k + 1]

@@ -374,8 +374,9 @@ class Llama(nn.Module):
     def streams(self, start: int, end: int) -> bool:
         """Whether a decode step through layers [start, end) and the head reads its weights from DRAM: true when
         they exceed a quarter of the last-level cache, which on a shared machine holds other processes' data too.
-        A full AR step or a verification pass does (the whole model is read between two uses of a weight);
-        drafting through the first layers re-reads a small working set that stays in cache."""
+        This is the working set of repeating the same step (AR: the whole model; drafting or early exit through the
+        first layers: those and the head, which stay cached); a verification pass re-reads its layers only after
+        the drafts read the others, so the decoder asks ``streams(0, L)`` for it."""
         if len(self._layer_bytes) <= end:  # no cache set up yet
             return False
         return self._head_bytes + self._layer_bytes[end] - self._layer_bytes[start] > self._stream_bytes
@@ -416,13 +417,16 @@ class Llama(nn.Module):
             own = cols[:, None] == self._cols[None, :]
         return (rows & (self._key_ok[..., :span] | own))[:, None]
 
-    def run_layers(self, x: torch.Tensor, pos: int | torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+    def run_layers(self, x: torch.Tensor, pos: int | torch.Tensor, start: int = 0, end: int | None = None,
+                   streamed: bool | None = None) -> torch.Tensor:
         """Run layers[start:end] on T tokens using/updating the KV cache.
 
         ``pos``: an int (the tokens sit at cache columns pos..pos+T-1; attention reads the cache prefix only) or a
         LongTensor [T] of columns (attention reads the whole cache through a mask: static shapes, see
         ``decode_step``). ``x`` is token ids [B, T] when ``start == 0`` and hidden states [B, T, dim] otherwise.
-        Returns the hidden state after layer ``end - 1`` (pre final norm)."""
+        ``streamed``: whether the weights come from DRAM (default ``streams(start, end)``: a caller that reads other
+        layers between two such calls, as self-speculative verification does, says so). Returns the hidden state
+        after layer ``end - 1`` (pre final norm)."""
         end = self.config.n_layers if end is None else end
         h = self.embed(x) if start == 0 else x
         T = h.shape[1]
@@ -435,7 +439,7 @@ class Llama(nn.Module):
         cos, sin = self._rope_at(pos, T, h)
         mask = self._mask(pos, T, span)
         layers = self.layers
-        streamed = self.streams(start, end)
+        streamed = self.streams(start, end) if streamed is None else streamed
         if isinstance(pos, int):  # eager: the head that follows reads the same way (decode_step passes it)
             self._head_streamed = streamed
         for i in range(start, end):
@@ -443,8 +447,9 @@ class Llama(nn.Module):
         return h
 
     def decode_step(self, x: torch.Tensor, cols: torch.Tensor, start: int, end: int,
-                    with_head: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    with_head: bool = True, streamed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One static-shape step (the unit ``torch.compile`` captures): layers[start:end] on the tokens at cache
         columns ``cols``, plus the shared head when ``with_head``. Returns (hidden, logits or None)."""
-        h = self.run_layers(x, cols, start, end)
-        return h, (self.head(h, self.streams(start, end)) if with_head else None)
+        streamed = self.streams(start, end) if streamed is None else streamed
+        h = self.run_layers(x, cols, start, end, streamed)
+        return h, (self.head(h, streamed) if with_head else None)
