@@ -183,6 +183,7 @@ class _Steps:
         with torch.inference_mode():
             x = torch.zeros(m.cache_batch, 1, dtype=torch.long, device=m.output.weight.device)
             h, _ = self(x, 0, 0, E)
+            self(x, 0, 0, E, streamed=m.streams(0, m.config.n_layers))  # a cycle's first draft (see _draft)
             self(x, 0, 0, E, head=False)
             for w in sorted({self.width(n, d) for n in range(2, d + 2)}):
                 if reuse_cache:
@@ -213,13 +214,15 @@ def _draft(steps: _Steps, tok: int, pos: int, E: int, d: int, s: Sampling, gen, 
     ``first``: (hidden, logits [1, 1, V]) of a pass already made over tok's position (the prompt prefill).
     ``conf`` > 0: stop after a draft whose probability under the exit is below it."""
     drafts, exits, qs = [], [], []
-    buf = torch.empty(1, 1, dtype=torch.long, device=steps.model.output.weight.device)
+    m = steps.model
+    buf = torch.empty(1, 1, dtype=torch.long, device=m.output.weight.device)
     for i in range(d):
         if i == 0 and first is not None:
             h, logits = first
         else:
             buf.fill_(tok)
-            h, logits = steps(buf, pos + i, 0, E)
+            # the first draft of a cycle follows a verification, which read the rest of the model: cold weights
+            h, logits = steps(buf, pos + i, 0, E, streamed=m.streams(0, m.config.n_layers) if i == 0 else None)
         tok, q = _pick(logits[0, -1], s, gen)
         drafts.append(tok), exits.append(h), qs.append(q)
         if tok in eos:
