@@ -171,3 +171,32 @@ def test_only_steps_larger_than_a_cache_share_stream():
     m32.setup_cache(16)
     m16.setup_cache(16)
     assert m32._stream_bytes < (1 << 62) and m16._stream_bytes == 1 << 62  # bf16 keeps the plain kernels
+
+
+def test_self_speculation_reads_verification_and_first_drafts_as_streamed():
+    """Between two verifications the drafts read layers < E and the head; so a verification pass, and the first
+    draft after it, find their weights evicted when the whole model exceeds the cache share. Later drafts of a
+    cycle re-read a small working set and keep the cached kernels. Same tokens either way."""
+    m = tiny(seed=18, layers=4)
+    p = prompts(seed=19)[3]
+    want = generate(m, p, 10)[0]
+    m.setup_cache(64)
+    layer = sum(q.numel() * 4 for q in m.layers[0].parameters())
+    # the verified layers 1..3 + head fit the share on their own; the whole model does not
+    m._stream_bytes = m.output.weight.numel() * 4 + 3 * layer
+    assert not m.streams(1, 4) and not m.streams(0, 1) and m.streams(0, 4)
+    calls = []
+    run = m.run_layers
+
+    def spy(x, pos, start=0, end=None, streamed=None):
+        calls.append((start, end, m.streams(start, end) if streamed is None else streamed, x.shape[1]))
+        return run(x, pos, start, end, streamed)
+
+    m.run_layers = spy
+    m.setup_cache = lambda *a, **k: None  # keep the shrunken share for this call
+    got, st = generate(m, p, 10, strategy="self_speculative", exit_layer=1, num_speculations=3)
+    assert got == want and st.verify_steps >= 2
+    verifications = [c for c in calls if c[0] == 1]
+    assert verifications and all(c[2] for c in verifications)
+    drafts = [c for c in calls if c[:2] == (0, 1)]
+    assert any(c[2] for c in drafts) and any(not c[2] for c in drafts)
