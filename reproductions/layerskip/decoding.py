@@ -6,8 +6,8 @@ exit; throughput).  Greedy by default; ``Sampling(sample=True, ...)`` enables te
 sampling with the standard speculative acceptance rule, which preserves the full model's distribution.
 
 ``compile=True`` runs every decode step through ``torch.compile`` of ``Llama.decode_step`` (static
-shapes: the whole preallocated cache under a position-sliced mask; verification padded to a power of
-two, its unused slots hidden by the mask until overwritten). The prompt prefill stays eager.
+shapes: the whole preallocated cache under a position-sliced mask; one graph per verification width,
+all built before timing starts). The prompt prefill stays eager.
 
 Self-speculative decoding (``reuse_cache=True``, the paper's KVQ cache):
   * draft ``d`` tokens with layers ``< E`` + the shared head; the KV of layers ``< E`` stays in the cache;
@@ -114,12 +114,13 @@ class _Out:
 def compiled_step(model: Llama, mode: str | None = None):
     """``torch.compile`` of ``model.decode_step``, built once per model (CUDA: CUDA graphs via reduce-overhead).
 
-    Each (layer range, width, batch) is its own static graph: a handful per strategy, hence the higher limit."""
+    Each (layer range, width, batch, kernel choice) is its own static graph: up to d + 4 per self-speculation
+    setting, and a table runs several settings in one process, hence the higher limit."""
     fn = getattr(model, "_compiled_step", None)
     if fn is None:
         from torch._dynamo import config as dynamo_config
 
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
         if mode is None and model.output.weight.device.type == "cuda":
             mode = "reduce-overhead"
         fn = torch.compile(model.decode_step, mode=mode, fullgraph=True, dynamic=False)
@@ -168,11 +169,6 @@ class _Steps:
         n = max(tokens, 1)
         return {"layers_per_token": self.layer_positions / n, "sequential_layers_per_token": self.layer_passes / n}
 
-    def width(self, n: int, d: int) -> int:
-        """Verification width for n positions: n in eager mode; compiled, the next power of two (at most d + 1),
-        so a few static shapes serve every draft length without verifying d + 1 positions after a short run."""
-        return n if self.fn is None else min(1 << (n - 1).bit_length(), d + 1)
-
     def prepare(self, E: int, d: int, reuse_cache: bool = True) -> None:
         """Compiled: build every graph self-speculation can use (draft, last draft, each verification width) now,
         before any timed step. Call before the prefill: the dummy writes land in columns it then overwrites."""
@@ -185,7 +181,9 @@ class _Steps:
             h, _ = self(x, 0, 0, E)
             self(x, 0, 0, E, streamed=m.streams(0, m.config.n_layers))  # a cycle's first draft (see _draft)
             self(x, 0, 0, E, head=False)
-            for w in sorted({self.width(n, d) for n in range(2, d + 2)}):
+            # one graph per verification width: padding widths to powers of two (fewer graphs) verified up to 2x
+            # the rows, which cost more than it saved (mini, E=1 d=12: compiled 1.525 -> 1.360 ms/token exact)
+            for w in range(2, d + 2):
                 if reuse_cache:
                     self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers,
                          streamed=m.streams(0, m.config.n_layers))  # as _verify calls it
@@ -253,13 +251,13 @@ def _accept(logits: torch.Tensor, drafts: list[int], qs: list, s: Sampling, gen)
     return drafts + [int(torch.multinomial(p[k], 1, generator=gen))]
 
 
-def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E: int, d: int,
+def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E: int,
             reuse_cache: bool, prompt: bool = False) -> torch.Tensor:
-    """Full-model logits [k + 1, V] for the positions of tok and the k drafts (extra static-width slots are
-    computed and discarded; their cache columns are overwritten before any accepted query reaches them).
-    ``prompt``: ``exits[0]`` covers the whole prompt, whose layers >= E run here too (from column 0, eagerly)."""
+    """Full-model logits [k + 1, V] for the positions of tok and the k drafts (rejected drafts' cache columns are
+    overwritten before any accepted query reaches them). ``prompt``: ``exits[0]`` covers the whole prompt, whose
+    layers >= E run here too (from column 0, eagerly)."""
     model, k = steps.model, len(drafts)
-    L, extra = model.config.n_layers, steps.width(k + 1, d) - (k + 1)
+    L = model.config.n_layers
     dev = model.output.weight.device
     cold = model.streams(0, L)  # the drafts read layers < E and the head since these layers last ran
     if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
@@ -268,11 +266,10 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
             steps.count(L - E, k + 1)
             h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L, cold)
             return model.head(h[0, -(k + 1):])
-        pad = [last.new_zeros(1, extra, last.shape[-1])] if extra else []
-        _, logits = steps(torch.cat(exits + [last] + pad, dim=1), pos, E, L, streamed=cold)
+        _, logits = steps(torch.cat(exits + [last], dim=1), pos, E, L, streamed=cold)
     else:  # ablation: recompute every layer for the k + 1 positions
-        _, logits = steps(torch.tensor([[tok] + drafts + [0] * extra], device=dev), pos, 0, L)
-    return logits[0, : k + 1]
+        _, logits = steps(torch.tensor([[tok] + drafts], device=dev), pos, 0, L)
+    return logits[0]
 
 
 def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: int, reuse_cache: bool,
@@ -295,7 +292,7 @@ def _self_spec_decode(steps: _Steps, ids: torch.Tensor, out: _Out, E: int, d: in
         # cycle yields is the full model's either way) so that every cycle has the same shapes
         n = max(1, min(d, out.left() - 1))
         drafts, exits, qs = _draft(steps, tok, pos, E, n, s, gen, out.eos, first, conf)
-        logits = _verify(steps, tok, drafts, exits, pos, E, d, reuse_cache, prompt=first is not None)
+        logits = _verify(steps, tok, drafts, exits, pos, E, reuse_cache, prompt=first is not None)
         first = None
         new = _accept(logits, drafts, qs, s, gen)
         st.drafted += len(drafts)

@@ -1,7 +1,7 @@
 """Batched decoding (ragged prompts, left/right padding, per-row stops) and the static-shape decode step.
 
 The static path is checked eagerly here (``compiled_step`` patched to the uncompiled ``decode_step``: same
-shapes, same masks, same padded verification); ``-m slow`` runs it through the real ``torch.compile``."""
+shapes, same masks, the same verification); ``-m slow`` runs it through the real ``torch.compile``."""
 import itertools
 
 import pytest
@@ -93,7 +93,7 @@ def _poison_cache(m: Llama) -> None:
 @pytest.fixture
 def static_eager(monkeypatch):
     """compile=True without the compiler: the static-shape step (full-cache attention under a position mask,
-    fixed-width verification) run eagerly."""
+    one graph per verification width) run eagerly."""
     monkeypatch.setattr(decoding, "compiled_step", lambda model, mode=None: model.decode_step)
 
 
