@@ -139,6 +139,9 @@ class _Steps:
         """Layers run by decode steps, once per call (prefill excluded): DecodeStats.sequential_layers_per_token."""
         self.fn = compiled_step(model) if compile else None
         self.graphs = compile and model.output.weight.device.type == "cuda"  # outputs reused by the next replay
+        self.cold = model.streams(0, model.config.n_layers)
+        """Whether a step that runs after the rest of the model was read finds its weights evicted (self-speculation:
+        every verification, and each cycle's first draft). Call after ``setup_cache``."""
 
     def prefill(self, ids: torch.Tensor, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers [0, end) over the prompts (always eager: the length varies): hidden [B, P, dim] and the
@@ -179,14 +182,14 @@ class _Steps:
         with torch.inference_mode():
             x = torch.zeros(m.cache_batch, 1, dtype=torch.long, device=m.output.weight.device)
             h, _ = self(x, 0, 0, E)
-            self(x, 0, 0, E, streamed=m.streams(0, m.config.n_layers))  # a cycle's first draft (see _draft)
+            self(x, 0, 0, E, streamed=self.cold)  # a cycle's first draft (see _draft)
             self(x, 0, 0, E, head=False)
             # one graph per verification width: padding widths to powers of two (fewer graphs) verified up to 2x
             # the rows, which cost more than it saved (mini, E=1 d=12: compiled 1.525 -> 1.360 ms/token exact)
             for w in range(2, d + 2):
                 if reuse_cache:
                     self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers,
-                         streamed=m.streams(0, m.config.n_layers))  # as _verify calls it
+                         streamed=self.cold)  # as _verify calls it
                 else:
                     self(x.new_zeros(m.cache_batch, w), 0, 0, m.config.n_layers)
         m._prepared = getattr(m, "_prepared", set()) | {key}
@@ -212,15 +215,14 @@ def _draft(steps: _Steps, tok: int, pos: int, E: int, d: int, s: Sampling, gen, 
     ``first``: (hidden, logits [1, 1, V]) of a pass already made over tok's position (the prompt prefill).
     ``conf`` > 0: stop after a draft whose probability under the exit is below it."""
     drafts, exits, qs = [], [], []
-    m = steps.model
-    buf = torch.empty(1, 1, dtype=torch.long, device=m.output.weight.device)
+    buf = torch.empty(1, 1, dtype=torch.long, device=steps.model.output.weight.device)
     for i in range(d):
         if i == 0 and first is not None:
             h, logits = first
         else:
             buf.fill_(tok)
             # the first draft of a cycle follows a verification, which read the rest of the model: cold weights
-            h, logits = steps(buf, pos + i, 0, E, streamed=m.streams(0, m.config.n_layers) if i == 0 else None)
+            h, logits = steps(buf, pos + i, 0, E, streamed=steps.cold if i == 0 else None)
         tok, q = _pick(logits[0, -1], s, gen)
         drafts.append(tok), exits.append(h), qs.append(q)
         if tok in eos:
@@ -259,7 +261,7 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
     model, k = steps.model, len(drafts)
     L = model.config.n_layers
     dev = model.output.weight.device
-    cold = model.streams(0, L)  # the drafts read layers < E and the head since these layers last ran
+    cold = steps.cold  # the drafts read layers < E and the head since these layers last ran
     if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
         last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
         if prompt:  # the prompt's positions are prefill work, not counted in layers_per_token

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reproductions.layerskip.training.recipe import SETTINGS, TrainConfig, setting
-from reproductions.layerskip.training.trainer import STATE_FILE, latest_checkpoint, lr_at, train
+from reproductions.layerskip.training.trainer import STATE_FILE, THREADS_POLL_EVERY, latest_checkpoint, lr_at, train
 
 
 class Data:
@@ -112,7 +112,7 @@ def test_precision_follows_the_hardware_unless_forced(tmp_path):
 def test_changing_the_thread_count_mid_run_keeps_the_weights(tmp_path):
     """What lets side-by-side trainers share cores (paper.py, suite.cores): the thread count is a speed knob only.
     Wide enough (dim 128, 16 x 24 tokens) that the GEMMs really split across threads."""
-    c = cfg(dim=128, n_heads=4, steps=4, checkpoint_every=0)
+    c = cfg(dim=128, n_heads=4, steps=4 * THREADS_POLL_EVERY, checkpoint_every=0)
     data = Data(B=16, T=24)
     fixed = train(c, data, tmp_path / "a", tokenizer=Tok(), log=lambda m: None)
     calls = []
@@ -122,12 +122,9 @@ def test_changing_the_thread_count_mid_run_keeps_the_weights(tmp_path):
         return 1 + len(calls) % 2
 
     before = torch.get_num_threads()
-    import reproductions.layerskip.training.trainer as trainer
-    old, trainer.THREADS_POLL_EVERY = trainer.THREADS_POLL_EVERY, 1
     try:
         shared = train(c, data, tmp_path / "b", tokenizer=Tok(), log=lambda m: None, threads=alternate)
     finally:
-        trainer.THREADS_POLL_EVERY = old
         torch.set_num_threads(before)
     assert [x["threads"] for x in shared["thread_changes"]] == [2, 1, 2, 1]
     assert shared["losses"] == fixed["losses"]
