@@ -114,7 +114,7 @@ class _Out:
 def compiled_step(model: Llama, mode: str | None = None):
     """``torch.compile`` of ``model.decode_step``, built once per model (CUDA: CUDA graphs via reduce-overhead).
 
-    Each (layer range, width, batch, kernel choice) is its own static graph: up to d + 4 per self-speculation
+    Each (layer range, width, batch) is its own static graph: up to d + 4 per self-speculation
     setting, and a table runs several settings in one process, hence the higher limit."""
     fn = getattr(model, "_compiled_step", None)
     if fn is None:
@@ -139,9 +139,6 @@ class _Steps:
         """Layers run by decode steps, once per call (prefill excluded): DecodeStats.sequential_layers_per_token."""
         self.fn = compiled_step(model) if compile else None
         self.graphs = compile and model.output.weight.device.type == "cuda"  # outputs reused by the next replay
-        self.cold = model.streams(0, model.config.n_layers)
-        """Whether a step that runs after the rest of the model was read finds its weights evicted (self-speculation:
-        every verification, and each cycle's first draft). Call after ``setup_cache``."""
 
     def prefill(self, ids: torch.Tensor, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers [0, end) over the prompts (always eager: the length varies): hidden [B, P, dim] and the
@@ -149,17 +146,15 @@ class _Steps:
         h = self.model.run_layers(ids, 0, 0, end)
         return h, self.model.head(h[:, -1])
 
-    def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True,
-                 streamed: bool | None = None):
-        """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None.
-        ``streamed``: see ``Llama.run_layers`` (default: the range's own working set)."""
+    def __call__(self, x: torch.Tensor, pos: int, start: int, end: int, head: bool = True):
+        """Layers [start, end) on x at cache columns pos..pos+T-1: hidden [B, T, dim], logits [B, T, V] or None."""
         self.count(end - start, x.shape[1])
         if self.fn is None:
-            h = self.model.run_layers(x, pos, start, end, streamed)
+            h = self.model.run_layers(x, pos, start, end)
             return h, (self.model.head(h) if head else None)
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        h, logits = self.fn(x, self.model._cols[pos:pos + x.shape[1]], start, end, head, streamed)
+        h, logits = self.fn(x, self.model._cols[pos:pos + x.shape[1]], start, end, head)
         return (h.clone() if self.graphs else h), logits
 
     def count(self, layers: int, positions: int) -> None:
@@ -182,14 +177,12 @@ class _Steps:
         with torch.inference_mode():
             x = torch.zeros(m.cache_batch, 1, dtype=torch.long, device=m.output.weight.device)
             h, _ = self(x, 0, 0, E)
-            self(x, 0, 0, E, streamed=self.cold)  # a cycle's first draft (see _draft)
             self(x, 0, 0, E, head=False)
             # one graph per verification width: padding widths to powers of two (fewer graphs) verified up to 2x
             # the rows, which cost more than it saved (mini, E=1 d=12: compiled 1.525 -> 1.360 ms/token exact)
             for w in range(2, d + 2):
                 if reuse_cache:
-                    self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers,
-                         streamed=self.cold)  # as _verify calls it
+                    self(h.new_zeros(m.cache_batch, w, h.shape[-1]), 0, E, m.config.n_layers)
                 else:
                     self(x.new_zeros(m.cache_batch, w), 0, 0, m.config.n_layers)
         m._prepared = getattr(m, "_prepared", set()) | {key}
@@ -221,8 +214,7 @@ def _draft(steps: _Steps, tok: int, pos: int, E: int, d: int, s: Sampling, gen, 
             h, logits = first
         else:
             buf.fill_(tok)
-            # the first draft of a cycle follows a verification, which read the rest of the model: cold weights
-            h, logits = steps(buf, pos + i, 0, E, streamed=steps.cold if i == 0 else None)
+            h, logits = steps(buf, pos + i, 0, E)
         tok, q = _pick(logits[0, -1], s, gen)
         drafts.append(tok), exits.append(h), qs.append(q)
         if tok in eos:
@@ -261,14 +253,13 @@ def _verify(steps: _Steps, tok: int, drafts: list[int], exits: list, pos: int, E
     model, k = steps.model, len(drafts)
     L = model.config.n_layers
     dev = model.output.weight.device
-    cold = steps.cold  # the drafts read layers < E and the head since these layers last ran
     if reuse_cache:  # layers < E for the last draft only, then layers >= E on all k + 1 positions
         last, _ = steps(torch.tensor([[drafts[-1]]], device=dev), pos + k, 0, E, head=False)
         if prompt:  # the prompt's positions are prefill work, not counted in layers_per_token
             steps.count(L - E, k + 1)
-            h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L, cold)
+            h = model.run_layers(torch.cat(exits + [last], dim=1), 0, E, L)
             return model.head(h[0, -(k + 1):])
-        _, logits = steps(torch.cat(exits + [last], dim=1), pos, E, L, streamed=cold)
+        _, logits = steps(torch.cat(exits + [last], dim=1), pos, E, L)
     else:  # ablation: recompute every layer for the k + 1 positions
         _, logits = steps(torch.tensor([[tok] + drafts], device=dev), pos, 0, L)
     return logits[0]

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from suite import cpu_linear
+
 
 @dataclass
 class LlamaConfig:
@@ -128,39 +130,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin)
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, streamed: bool = False) -> torch.Tensor:
-    """``F.linear(x, w)``, or for the few rows that a decode step whose weights stream from DRAM multiplies
-    (``streamed``: see ``Llama.streams``), the kernel that reads them faster.
-
-    Measured with MKL on a 2-core AMD EPYC, fp32, one thread (``benchmarks/linear_kernels.py`` prints it for any
-    CPU): with the weight coming from DRAM, the 2-column GEMM ``W @ [x; x]^T`` for one row and ``W @ x^T`` for
-    2-8 rows take 0.4-0.8x the time of F.linear's GEMV / packed GEMM (the 4194x256 LM head, 1 row: 181 vs 346
-    us); with the weight in cache they are slower (0.6-1.0x), and for the MLP down projection (704 inputs) they
-    never win, so only those calls take them."""
-    rows = x.numel() // x.shape[-1]
-    if not streamed or rows > 8 or x.shape[-1] > 512 or x.device.type != "cpu" or torch.is_grad_enabled():
-        return F.linear(x, w)
-    if rows == 1:
-        x1 = x.reshape(1, -1)
-        return (w @ torch.cat((x1, x1)).t())[:, 0].reshape(*x.shape[:-1], w.shape[0])
-    return (w @ x.reshape(rows, -1).t()).t().reshape(*x.shape[:-1], w.shape[0])
-
-
-def _last_level_cache_bytes() -> int:
-    """Size of the CPU's last-level cache (Linux sysfs), 32 MiB if unknown."""
-    for idx in (3, 2):
-        try:
-            txt = open(f"/sys/devices/system/cpu/cpu0/cache/index{idx}/size", encoding="ascii").read().strip()
-        except OSError:
-            continue
-        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:].upper(), 1)
-        return int(txt.rstrip("KMGkmg")) * mult
-    return 32 << 20
-
-
-STREAM_CACHE_SHARE = 4
-"""A decode step whose weights exceed 1/4 of the last-level cache is taken to stream them from DRAM (measured on the
-mini model: layer 0 + head, 7.5 MB of a 32 MB cache, stay hot across draft steps; the whole 28 MB model does not)."""
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``F.linear(x, w)``, through oneDNN on CPU in fp32 (``suite.cpu_linear``: 1.3-3x faster than MKL on AMD CPUs;
+    few-row decoding products cost about what one row costs)."""
+    return cpu_linear.linear(x, w)
 
 
 class RMSNorm(nn.Module):
@@ -189,14 +162,13 @@ class Attention(nn.Module):
         self.register_buffer("v_cache", None, persistent=False)
 
     def forward(self, x, cos, sin, cols: int | torch.Tensor | None = None, span: int = 0,
-                mask: torch.Tensor | None = None, streamed: bool = False):
+                mask: torch.Tensor | None = None):
         """``cols`` None: plain causal attention over ``x``. Else write k/v into cache columns ``cols``
-        (first column as an int, or a LongTensor [T]) and attend to cache columns ``0..span-1`` under ``mask``.
-        ``streamed``: the weights come from DRAM on this call (see ``linear``)."""
+        (first column as an int, or a LongTensor [T]) and attend to cache columns ``0..span-1`` under ``mask``."""
         B, T, _ = x.shape
         H, KV = self.n_heads, self.n_kv
         # the weights directly: a Linear module call costs more than the tiny GEMM when decoding
-        qkv = linear(x, self.wqkv.weight, streamed).view(B, T, H + 2 * KV, self.hd)
+        qkv = linear(x, self.wqkv.weight).view(B, T, H + 2 * KV, self.hd)
         qk = apply_rope(qkv[:, :, : H + KV], cos, sin)
         q = qk[:, :, :H].transpose(1, 2)
         k = qk[:, :, H:].transpose(1, 2)
@@ -215,7 +187,7 @@ class Attention(nn.Module):
                 vc.index_copy_(2, cols, v)
             y = F.scaled_dot_product_attention(q, kc[:, :, :span], vc[:, :, :span], attn_mask=mask,
                                                enable_gqa=self.gqa)
-        return linear(y.transpose(1, 2).reshape(B, T, H * self.hd), self.wo.weight, streamed)
+        return linear(y.transpose(1, 2).reshape(B, T, H * self.hd), self.wo.weight)
 
 
 class MLP(nn.Module):
@@ -225,9 +197,9 @@ class MLP(nn.Module):
         self.w13 = nn.Linear(cfg.dim, 2 * cfg.intermediate_size, bias=False)  # [gate; up]
         self.w2 = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
 
-    def forward(self, x, streamed: bool = False):
-        gate, up = linear(x, self.w13.weight, streamed).split(self.inter, dim=-1)
-        return linear(F.silu(gate) * up, self.w2.weight, streamed)
+    def forward(self, x):
+        gate, up = linear(x, self.w13.weight).split(self.inter, dim=-1)
+        return linear(F.silu(gate) * up, self.w2.weight)
 
 
 class Block(nn.Module):
@@ -239,9 +211,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, cols: int | torch.Tensor | None = None, span: int = 0,
-                mask: torch.Tensor | None = None, streamed: bool = False):
-        h = x + self.attn(self.attn_norm(x), cos, sin, cols, span, mask, streamed)
-        return h + self.mlp(self.mlp_norm(h), streamed)
+                mask: torch.Tensor | None = None):
+        h = x + self.attn(self.attn_norm(x), cos, sin, cols, span, mask)
+        return h + self.mlp(self.mlp_norm(h))
 
 
 class Llama(nn.Module):
@@ -257,10 +229,6 @@ class Llama(nn.Module):
         self._rope_cast: dict = {}
         self.cache_len = 0
         self.cache_batch = 0
-        self._stream_bytes = 1 << 62  # a layer range + head reading more weight bytes than this streams from DRAM
-        self._layer_bytes: list[int] = [0]  # prefix sums of the layers' weight bytes
-        self._head_bytes = 0
-        self._head_streamed = False  # whether the last run_layers call streamed: the head that follows it does
         self._cols: torch.Tensor | None = None  # arange(S): cache column indices
         self._causal: torch.Tensor | None = None  # [S, S] bool, row c: columns 0..c
         self._pad: torch.Tensor | None = None  # [B] left-padding per row; None = no padding
@@ -304,10 +272,9 @@ class Llama(nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.tok_embeddings(input_ids)
 
-    def head(self, h: torch.Tensor, streamed: bool | None = None) -> torch.Tensor:
-        """Shared final norm + LM head: usable on the output of any layer (early exit). ``streamed`` (see
-        ``linear``): by default as the last eager ``run_layers`` call read its weights."""
-        return linear(self.norm(h), self.output.weight, self._head_streamed if streamed is None else streamed)
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Shared final norm + LM head: usable on the output of any layer (early exit)."""
+        return linear(self.norm(h), self.output.weight)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_train(input_ids)[-1])
@@ -358,28 +325,7 @@ class Llama(nn.Module):
                 for t in [self._cols, self._causal, *self._rope_cast[w.dtype]] + [
                         b for layer in self.layers for b in (layer.attn.k_cache, layer.attn.v_cache)]:
                     mark_static_address(t)
-            self._set_streamed()
         self._set_padding(pad, batch_size)
-
-    def _set_streamed(self) -> None:
-        """fp32 CPU decoding only (elsewhere ``linear`` ignores the flag): see ``streams``."""
-        w = self.output.weight
-        cpu32 = w.device.type == "cpu" and w.dtype == torch.float32
-        self._stream_bytes = _last_level_cache_bytes() // STREAM_CACHE_SHARE if cpu32 else 1 << 62
-        self._layer_bytes = [0]
-        for layer in self.layers:
-            self._layer_bytes.append(self._layer_bytes[-1] + sum(p.numel() * p.element_size() for p in layer.parameters()))
-        self._head_bytes = self.output.weight.numel() * self.output.weight.element_size()
-
-    def streams(self, start: int, end: int) -> bool:
-        """Whether a decode step through layers [start, end) and the head reads its weights from DRAM: true when
-        they exceed a quarter of the last-level cache, which on a shared machine holds other processes' data too.
-        This is the working set of repeating the same step (AR: the whole model; drafting or early exit through the
-        first layers: those and the head, which stay cached); a verification pass re-reads its layers only after
-        the drafts read the others, so the decoder asks ``streams(0, L)`` for it."""
-        if len(self._layer_bytes) <= end:  # no cache set up yet
-            return False
-        return self._head_bytes + self._layer_bytes[end] - self._layer_bytes[start] > self._stream_bytes
 
     def _set_padding(self, pad: Sequence[int] | None, batch_size: int) -> None:
         if pad is None or not any(pad):
@@ -417,15 +363,13 @@ class Llama(nn.Module):
             own = cols[:, None] == self._cols[None, :]
         return (rows & (self._key_ok[..., :span] | own))[:, None]
 
-    def run_layers(self, x: torch.Tensor, pos: int | torch.Tensor, start: int = 0, end: int | None = None,
-                   streamed: bool | None = None) -> torch.Tensor:
+    def run_layers(self, x: torch.Tensor, pos: int | torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
         """Run layers[start:end] on T tokens using/updating the KV cache.
 
         ``pos``: an int (the tokens sit at cache columns pos..pos+T-1; attention reads the cache prefix only) or a
         LongTensor [T] of columns (attention reads the whole cache through a mask: static shapes, see
         ``decode_step``). ``x`` is token ids [B, T] when ``start == 0`` and hidden states [B, T, dim] otherwise.
-        ``streamed``: whether the weights come from DRAM (default ``streams(start, end)``: a caller that reads other
-        layers between two such calls, as self-speculative verification does, says so). Returns the hidden state
+        Returns the hidden state
         after layer ``end - 1`` (pre final norm)."""
         end = self.config.n_layers if end is None else end
         h = self.embed(x) if start == 0 else x
@@ -439,17 +383,13 @@ class Llama(nn.Module):
         cos, sin = self._rope_at(pos, T, h)
         mask = self._mask(pos, T, span)
         layers = self.layers
-        streamed = self.streams(start, end) if streamed is None else streamed
-        if isinstance(pos, int):  # eager: the head that follows reads the same way (decode_step passes it)
-            self._head_streamed = streamed
         for i in range(start, end):
-            h = layers[i](h, cos, sin, pos, span, mask, streamed)
+            h = layers[i](h, cos, sin, pos, span, mask)
         return h
 
     def decode_step(self, x: torch.Tensor, cols: torch.Tensor, start: int, end: int,
-                    with_head: bool = True, streamed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    with_head: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One static-shape step (the unit ``torch.compile`` captures): layers[start:end] on the tokens at cache
         columns ``cols``, plus the shared head when ``with_head``. Returns (hidden, logits or None)."""
-        streamed = self.streams(start, end) if streamed is None else streamed
-        h = self.run_layers(x, cols, start, end, streamed)
-        return h, (self.head(h, streamed) if with_head else None)
+        h = self.run_layers(x, cols, start, end)
+        return h, (self.head(h) if with_head else None)

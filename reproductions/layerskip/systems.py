@@ -27,9 +27,10 @@ from suite.interfaces import Example, Generation, GenerationRequest, RunContext
 from .checkpoint import checkpoint_files, load_llama, parse_dtype, resolve_checkpoint
 from .decoding import DecodeStats, Sampling, generate, generate_batch
 
-IMPL_VERSION = "layerskip-ours-4"
+IMPL_VERSION = "layerskip-ours-5"
 """2: DecodeStats.layers_per_token; 3: sequential_layers_per_token; 4: kernels chosen per decode step (streamed or
-cached weights: timings change). Older runs are recomputed."""
+cached weights: timings change); 5: CPU fp32 linears through oneDNN (``suite.cpu_linear``; timings and float
+rounding change). Older runs are recomputed."""
 
 
 def _as_bool(v: Any) -> bool:
