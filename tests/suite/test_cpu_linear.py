@@ -73,3 +73,17 @@ def test_other_dtypes_autocast_and_the_switch_fall_back_to_f_linear(monkeypatch)
         assert cpu_linear.linear(x, w).dtype == torch.bfloat16
     monkeypatch.setattr(cpu_linear, "ENABLED", False)
     assert torch.equal(cpu_linear.linear(x, w), F.linear(x, w))
+
+
+@pytest.mark.slow
+def test_compiled_inference_goes_through_the_packed_weights():
+    """torch.compile keeps the oneDNN product as one custom op over the same packed weights (no repacking per call)."""
+    w = torch.randn(24, 16)
+    fn = torch.compile(lambda x: cpu_linear.linear(x, w) * 2.0, fullgraph=True, dynamic=False)
+    x = torch.randn(1, 3, 16)
+    with torch.inference_mode():
+        got = fn(x)
+        pk = cpu_linear.packed(w)
+        fn(x)
+        assert cpu_linear.packed(w) is pk
+    torch.testing.assert_close(got, 2.0 * F.linear(x, w), rtol=1e-5, atol=1e-5)
