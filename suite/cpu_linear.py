@@ -19,6 +19,7 @@ weights (it cannot trace the packed layout itself; mini AR step compiled 1.52 vs
 """
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -33,8 +34,21 @@ def available() -> bool:
 ENABLED = available()
 """Module switch: False sends every call to ``F.linear`` (benchmarks compare the two in one process)."""
 
-_PACKED: dict[int, tuple[weakref.ref, tuple[int, int], torch.Tensor]] = {}
-"""id(weight) -> (weak reference to it, its version, packed copy); an entry goes when its weight is freed."""
+_PACKED: dict[int, tuple[weakref.ref, tuple[int, int], torch.Tensor, int]] = {}
+"""id(weight) -> (weak reference to it, its version, packed copy, its bytes); an entry goes when its weight is freed."""
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 16 << 30
+
+
+PACK_BUDGET = _memory_bytes() // 4
+"""Packed copies double the weights' memory (a 7B model in fp32: 28 GB more). Past this many packed bytes, a quarter
+of RAM, further weights are multiplied by oneDNN as they are: no copy, about halfway between packed and MKL (LM head,
+1 row from DRAM: 124 packed, 203 unpacked, 337 us MKL)."""
 
 
 def _onednn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -50,16 +64,21 @@ def _version(w: torch.Tensor) -> tuple[int, int]:
 
 
 def packed(w: torch.Tensor) -> torch.Tensor:
-    """``w`` [out, in] in oneDNN's blocked layout, packed once per version of ``w``."""
+    """``w`` [out, in] in oneDNN's blocked layout, packed once per version of ``w``; ``w`` itself once the packed
+    copies would exceed ``PACK_BUDGET``."""
     key = _version(w)
-    hit = _PACKED.get(id(w))
-    if hit is None or hit[0]() is not w or hit[1] != key:
-        with torch.no_grad():
-            pk = torch.ops.mkldnn._reorder_linear_weight(w.detach())
-        i = id(w)
-        hit = (weakref.ref(w, lambda _, i=i: _PACKED.pop(i, None)), key, pk)
-        _PACKED[i] = hit
-    return hit[2]
+    i = id(w)
+    hit = _PACKED.get(i)
+    if hit is not None and hit[0]() is w and hit[1] == key:
+        return hit[2]
+    _PACKED.pop(i, None)
+    size = w.numel() * w.element_size()
+    if sum(h[3] for h in _PACKED.values()) + size > PACK_BUDGET:
+        return w
+    with torch.no_grad():
+        pk = torch.ops.mkldnn._reorder_linear_weight(w.detach())
+    _PACKED[i] = (weakref.ref(w, lambda _, i=i: _PACKED.pop(i, None)), key, pk, size)
+    return pk
 
 
 class _Linear(torch.autograd.Function):

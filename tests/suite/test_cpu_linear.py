@@ -87,3 +87,13 @@ def test_compiled_inference_goes_through_the_packed_weights():
         fn(x)
         assert cpu_linear.packed(w) is pk
     torch.testing.assert_close(got, 2.0 * F.linear(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_past_the_memory_budget_weights_are_multiplied_unpacked(monkeypatch):
+    """Packing doubles the weights' memory; a model larger than the budget still decodes, without copies."""
+    monkeypatch.setattr(cpu_linear, "PACK_BUDGET", 0)
+    w, x = torch.randn(16, 8), torch.randn(3, 8)
+    with torch.inference_mode():
+        got = cpu_linear.linear(x, w)
+    assert id(w) not in cpu_linear._PACKED
+    torch.testing.assert_close(got, F.linear(x, w), rtol=1e-5, atol=1e-5)
